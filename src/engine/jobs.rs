@@ -1,0 +1,123 @@
+//! Build-and-install jobs of one command, run concurrently by the scheduler
+//! under the shared make jobserver, then one depmod per kernel. Used by
+//! build, install, autoinstall and the hooks.
+
+use super::Ctx;
+use crate::build::scheduler::{self, Done};
+use crate::error::code;
+use crate::kernel::Kernel;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub m: String,
+    pub v: String,
+    pub kernel: Kernel,
+    pub install: bool,
+    /// Indices of jobs (same command) that must succeed first (BUILD_DEPENDS).
+    pub deps: Vec<usize>,
+}
+
+impl Job {
+    pub fn label(&self) -> String {
+        format!("{}/{} for {} ({})", self.m, self.v, self.kernel.release, self.kernel.arch)
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Built (and installed, for install jobs).
+    Done,
+    /// Already built / installed: nothing to do.
+    Current,
+    /// Not for this kernel (BUILD_EXCLUSIVE).
+    Skipped(String),
+    Failed { code: i32, message: String },
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        matches!(self, Outcome::Done | Outcome::Current)
+    }
+}
+
+fn run_one(ctx: &Ctx, job: &Job) -> Outcome {
+    let (m, v, k, a) = (&job.m, &job.v, &job.kernel.release, &job.kernel.arch);
+    let installed = ctx.tree.is_installed(m, v, k, a);
+    let built = ctx.tree.is_built(m, v, k, a);
+    if !ctx.opts.force && ((job.install && installed) || (!job.install && built)) {
+        return Outcome::Current;
+    }
+    let res = (|| {
+        if !built || ctx.opts.force {
+            crate::build::build(ctx, m, v, &job.kernel)?;
+        }
+        if job.install {
+            let conf = ctx.read_conf(m, v, &job.kernel)?;
+            crate::install::install(ctx, m, v, &conf, &job.kernel)?;
+        }
+        anyhow::Ok(())
+    })();
+    match res {
+        Ok(()) => Outcome::Done,
+        Err(e) => {
+            let code = crate::error::exit_code(&e);
+            if code == code::EXCLUDED {
+                Outcome::Skipped(format!("{e:#}"))
+            } else {
+                Outcome::Failed { code, message: format!("{e:#}") }
+            }
+        }
+    }
+}
+
+/// Runs the jobs (at most `parallel_jobs` at once, all makes sharing one
+/// jobserver), printing one line per finished job, then runs depmod once per
+/// touched kernel. Returns the outcomes in job order.
+pub fn run(ctx: &Ctx, jobs: &[Job]) -> Vec<Outcome> {
+    let deps: Vec<Vec<usize>> = jobs.iter().map(|j| j.deps.clone()).collect();
+    let workers = if ctx.isolate() { ctx.settings.parallel_jobs.max(1) } else { 1 };
+    let total = jobs.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let results = scheduler::run(&deps, workers, |o: &Outcome| o.ok(), |i| {
+        let job = &jobs[i];
+        let t = Instant::now();
+        if tty && total > 1 {
+            eprintln!("[{}/{total}] building {} ...", done.load(std::sync::atomic::Ordering::SeqCst), job.label());
+        }
+        let o = run_one(ctx, job);
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let what = if job.install { "installed" } else { "built" };
+        match &o {
+            Outcome::Done => println!("{}: {what} ({:.1} s){}", job.label(), t.elapsed().as_secs_f64(), progress(n, total, start)),
+            Outcome::Current => println!("{}: already {what}{}", job.label(), progress(n, total, start)),
+            Outcome::Skipped(why) => println!("{}: skipped: {why}{}", job.label(), progress(n, total, start)),
+            Outcome::Failed { message, .. } => eprintln!("\nError! {}:\n{message}\n", job.label()),
+        }
+        o
+    });
+    if let Err(e) = ctx.finish() {
+        eprintln!("Error! {e:#}");
+    }
+    results
+        .into_iter()
+        .map(|d| match d {
+            Done::Ran(o) => o,
+            Done::DepFailed(j) => Outcome::Failed {
+                code: code::BUILD_DEPENDS,
+                message: format!("not built: its dependency {} failed", jobs.get(j).map(Job::label).unwrap_or_default()),
+            },
+        })
+        .collect()
+}
+
+fn progress(n: usize, total: usize, start: Instant) -> String {
+    if total > 1 {
+        format!(" [{n}/{total}, {:.0} s]", start.elapsed().as_secs_f64())
+    } else {
+        String::new()
+    }
+}
