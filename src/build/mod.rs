@@ -3,6 +3,7 @@
 //! PRE_BUILD, make, POST_BUILD, then strip / sign / compress into a staging
 //! directory that is renamed into place (`m/v/K/A`) in one step.
 
+pub mod cache;
 pub mod exclusive;
 pub mod runner;
 pub mod scheduler;
@@ -107,6 +108,25 @@ pub fn build(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel) -> Result<()> {
     let conf = ctx.read_conf(m, v, kernel)?;
     let allowed = preflight(ctx, m, v, &conf, kernel)?;
     let source = ctx.source_dir(m, v)?;
+    let signer = crate::install::signing_for(ctx, kernel);
+    let cache = ctx.settings.cache.then(|| cache::Cache { dir: ctx.settings.cache_dir.clone(), max_bytes: ctx.settings.cache_max_bytes });
+    let key = match &cache {
+        Some(_) => match cache_key(ctx, m, v, &conf, &allowed, kernel, &source, signer.as_ref()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                log::warn!("not using the build cache for {m}/{v}: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    if let (Some(c), Some(k), false) = (&cache, &key, ctx.opts.force) {
+        if let Some(entry) = c.lookup(k) {
+            from_cache(ctx, m, v, kernel, &entry)?;
+            println!("{m}/{v} for {}: reused the cached build {}", kernel.release, &k[..12]);
+            return Ok(());
+        }
+    }
     let seen = ctx.tree.build_dir(m, v);
     let wd = if ctx.isolate() {
         Workdir { real: ctx.tree.version_dir(m, v).join(format!(".build-{k}-{a}")), seen: seen.clone() }
@@ -123,12 +143,18 @@ pub fn build(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel) -> Result<()> {
         copy_tree(&overlay, &wd.real.join("patches"))?;
     }
     let log_path = wd.real.join("make.log");
-    let result = compile(ctx, m, v, &conf, kernel, &wd, &log_path).and_then(|()| stage(ctx, m, v, &conf, &allowed, kernel, &wd, &log_path));
+    let result = compile(ctx, m, v, &conf, kernel, &wd, &log_path)
+        .and_then(|()| stage(ctx, m, v, &conf, &allowed, kernel, &wd, &log_path, signer.as_ref()));
     let failed_dir = ctx.tree.failed_dir(m, v, k, a);
     match result {
         Ok(()) => {
             let _ = std::fs::remove_dir_all(&failed_dir);
             let _ = std::fs::remove_dir_all(&wd.real);
+            if let (Some(c), Some(key)) = (&cache, &key) {
+                if let Err(e) = c.store(key, &ctx.tree.kernel_dir(m, v, k, a)) {
+                    log::warn!("could not store {m}/{v} in the build cache: {e:#}");
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -222,10 +248,92 @@ fn chrono_like_now() -> String {
     Command::new("date").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
 }
 
+/// Everything a build's result depends on, hashed: the source tree and the
+/// patch overlay, the evaluated directives, the kernel's release, arch,
+/// configuration and Module.symvers, the compiler, the installed versions of
+/// BUILD_DEPENDS, the signing certificate and hash, and the compression.
+#[allow(clippy::too_many_arguments)]
+fn cache_key(
+    ctx: &Ctx,
+    m: &str,
+    v: &str,
+    conf: &ModuleConf,
+    allowed: &[usize],
+    kernel: &Kernel,
+    source: &Path,
+    signer: Option<&(String, crate::install::sign::SigningKey)>,
+) -> Result<String> {
+    let mut b = cache::KeyBuilder::default();
+    b.field("module", format!("{m}/{v}").as_bytes())
+        .field("kernel", format!("{}/{}", kernel.release, kernel.arch).as_bytes())
+        .field("conf", format!("{conf:?}{allowed:?}").as_bytes())
+        .field("compression", kernel.module_compression().suffix().as_bytes())
+        .field("location", ctx.distro.module_location().unwrap_or("").as_bytes());
+    b.tree("source", source)?;
+    b.tree("patches", &ctx.settings.sysconf_root.join("etc/dkms").join(m).join("patches"))?;
+    match kernel.config_path() {
+        Some(p) => b.file("config", &p),
+        None => b.field("config", b""),
+    };
+    b.file("symvers", &kernel.source_dir.join("Module.symvers"));
+    let cc = Command::new("gcc").arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+    b.field("compiler", &cc);
+    for d in &conf.build_depends {
+        let active = ctx.tree.active_version(d, &kernel.release, &kernel.arch).unwrap_or_default();
+        b.field("depends", format!("{d}/{active}").as_bytes());
+    }
+    match signer {
+        Some((hash, key)) => b.field("sign", hash.as_bytes()).file("cert", &key.cert),
+        None => b.field("sign", b""),
+    };
+    Ok(b.finish())
+}
+
+/// Fills `m/v/K/A` from a cache entry (staged and renamed like a build).
+fn from_cache(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel, entry: &Path) -> Result<()> {
+    let (k, a) = (&kernel.release, &kernel.arch);
+    let kdir = ctx.tree.version_dir(m, v).join(k);
+    let staging = kdir.join(format!(".tmp_{a}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(staging.join("log")).with_context(|| format!("creating {}", staging.display()))?;
+    let res = (|| {
+        let st = Command::new("cp").arg("-a").arg(entry.join("module")).arg(staging.join("module")).status()?;
+        anyhow::ensure!(st.success(), "copying {} failed", entry.display());
+        let mut log = std::fs::read(entry.join("make.log")).unwrap_or_default();
+        log.extend_from_slice(format!("\n# reused from the build cache entry {}\n", entry.display()).as_bytes());
+        std::fs::write(staging.join("log/make.log"), log)?;
+        if entry.join(".modsync.json").is_file() {
+            std::fs::copy(entry.join(".modsync.json"), staging.join(".modsync.json"))?;
+        }
+        let dest = kdir.join(a);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest)?;
+        }
+        std::fs::rename(&staging, &dest)?;
+        anyhow::Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    res.with_context(|| format!("installing {m}/{v} for {k} from the build cache"))?;
+    let _ = std::fs::remove_dir_all(ctx.tree.failed_dir(m, v, k, a));
+    Ok(())
+}
+
 /// Strip, sign and compress the built modules into a staging directory,
 /// then rename it to `m/v/K/A`.
 #[allow(clippy::too_many_arguments)]
-fn stage(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, allowed: &[usize], kernel: &Kernel, wd: &Workdir, log_path: &Path) -> Result<()> {
+fn stage(
+    ctx: &Ctx,
+    m: &str,
+    v: &str,
+    conf: &ModuleConf,
+    allowed: &[usize],
+    kernel: &Kernel,
+    wd: &Workdir,
+    log_path: &Path,
+    signer: Option<&(String, crate::install::sign::SigningKey)>,
+) -> Result<()> {
     let (k, a) = (&kernel.release, &kernel.arch);
     let mut missing = Vec::new();
     for &i in allowed {
@@ -248,7 +356,6 @@ fn stage(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, allowed: &[usize], kern
     std::fs::create_dir_all(staging.join("module")).with_context(|| format!("creating {}", staging.display()))?;
     std::fs::create_dir_all(staging.join("log"))?;
     let compression = kernel.module_compression();
-    let signer = crate::install::signing_for(ctx, kernel);
     let mut info = BuiltInfo::default();
     for &i in allowed {
         let spec = &conf.modules[i];
@@ -259,7 +366,7 @@ fn stage(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, allowed: &[usize], kern
                 log::warn!("strip -g {} failed; installing it unstripped", built.display());
             }
         }
-        if let Some((hash, key)) = &signer {
+        if let Some((hash, key)) = signer {
             crate::install::sign::sign_module(&built, hash, key).with_context(|| format!("signing {}", built.display()))?;
         }
         let data = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;

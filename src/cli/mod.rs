@@ -111,6 +111,11 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Show or clear the build cache.
+    Cache {
+        #[arg(value_parser = ["show", "clear"], default_value = "show")]
+        action: String,
+    },
     /// Explain Secure Boot and the module signing key's enrolment.
     Secureboot,
     /// Create the module signing key if it is missing.

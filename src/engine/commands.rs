@@ -186,7 +186,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         conf: c.conf.clone(),
     };
     let ctx = Ctx::new(settings(c)?, opts);
-    let mutating = !matches!(cmd, Command::Status { .. } | Command::Secureboot);
+    let mutating = !matches!(cmd, Command::Status { .. } | Command::Secureboot | Command::Cache { .. });
     let _lock = if mutating {
         let l = Lock::acquire(&ctx.settings.dkms_tree)?;
         ctx.recover();
@@ -222,6 +222,22 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::KernelPreinst => Ok(0),
         Command::Hook { manager, event, args } => crate::hook::run(&ctx, &manager, &event, &args),
         Command::Secureboot => secureboot(&ctx),
+        Command::Cache { action } => {
+            let cache = crate::build::cache::Cache { dir: ctx.settings.cache_dir.clone(), max_bytes: ctx.settings.cache_max_bytes };
+            if action == "clear" {
+                println!("Removed {} cached build(s) from {}", cache.clear()?, cache.dir.display());
+            } else {
+                let (n, bytes) = cache.usage();
+                let state = if ctx.settings.cache { "on" } else { "off (cache = false in config.toml)" };
+                println!(
+                    "build cache {}: {state}; {n} build(s), {:.1} MiB of at most {} MiB",
+                    cache.dir.display(),
+                    bytes as f64 / 1048576.0,
+                    ctx.settings.cache_max_bytes / 1048576
+                );
+            }
+            Ok(0)
+        }
         Command::GenerateMok => {
             let key = crate::install::sign::SigningKey { key: ctx.settings.mok_key.clone(), cert: ctx.settings.mok_cert.clone() };
             if crate::install::sign::ensure_mok(&key)? {
