@@ -85,6 +85,19 @@ pub fn preflight(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel
             format!("{m}/{v} is not built for kernel {} ({}): its BUILD_EXCLUSIVE directives exclude this kernel, arch or config", kernel.release, kernel.arch),
         ));
     }
+    if !kernel.has_headers() && !kernel.modules_dir.exists() && ctx.opts.kernelsourcedir.is_none() {
+        let known = crate::kernel::installed_releases(&ctx.settings.install_tree);
+        return Err(fail(
+            code::HEADERS_MISSING,
+            format!(
+                "kernel {} is unknown here: neither {} nor its headers exist. Check the version (installed: {}), or install it and its headers (`{}`).",
+                kernel.release,
+                kernel.modules_dir.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") },
+                ctx.distro.headers_hint(&kernel.release, &ctx.settings.install_tree)
+            ),
+        ));
+    }
     if !kernel.has_headers() {
         return Err(headers_missing(ctx, kernel));
     }

@@ -92,9 +92,6 @@ fn is_contained(p: &str) -> bool {
 /// sentences naming the directive and what to change.
 pub fn from_raw(raw: &Raw) -> Result<ModuleConf, String> {
     let mut warnings = Vec::new();
-    if raw.had_crlf {
-        warnings.push("dkms.conf has Windows (CRLF) line endings; they were ignored, but convert the file with dos2unix".into());
-    }
     let package_name = raw
         .scalar("PACKAGE_NAME")
         .ok_or("dkms.conf: no PACKAGE_NAME directive; add PACKAGE_NAME=\"<module name>\"")?

@@ -27,8 +27,6 @@ pub const WHITELIST: &[&str] = &[
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Raw {
     pub vars: BTreeMap<String, BTreeMap<usize, String>>,
-    /// True if any value ended in a carriage return (a CRLF file).
-    pub had_crlf: bool,
 }
 
 impl Raw {
@@ -154,10 +152,12 @@ pub fn check_syntax(file: &Path) -> Result<()> {
         .output()
         .with_context(|| format!("running bash -n {}", file.display()))?;
     if !out.status.success() {
+        let crlf = std::fs::read(file).map(|b| b.windows(2).any(|w| w == b"\r\n")).unwrap_or(false);
         bail!(
-            "{} is not valid shell: {}",
+            "{} is not valid shell: {}{}",
             file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if crlf { "\nThe file has Windows (CRLF) line endings; convert it with `dos2unix` (or `sed -i 's/\\r$//'`)." } else { "" }
         );
     }
     Ok(())
@@ -186,7 +186,6 @@ pub fn parse_dump(bytes: &[u8]) -> Result<Raw> {
         let mut value = String::from_utf8_lossy(t[2]).into_owned();
         if value.ends_with('\r') {
             value.pop();
-            raw.had_crlf = true;
         }
         raw.vars.entry(name.to_string()).or_default().insert(index, value);
     }
@@ -230,7 +229,6 @@ mod tests {
     fn parse_dump_strips_cr() {
         let raw = parse_dump(b"PACKAGE_NAME\x000\x00foo\r\x00").unwrap();
         assert_eq!(raw.scalar("PACKAGE_NAME"), Some("foo"));
-        assert!(raw.had_crlf);
     }
 
     #[test]
@@ -276,6 +274,15 @@ echo noise
         let raw = evaluate(&[a, d.path().join("missing.conf"), b], d.path(), &vars()).unwrap();
         assert_eq!(raw.scalar("AUTOINSTALL"), Some("no"));
         assert_eq!(raw.scalar("STRIP"), Some("foo"));
+    }
+
+    #[test]
+    fn crlf_files_with_control_flow_get_a_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("dkms.conf");
+        fs::write(&conf, "if true; then\r\nPACKAGE_NAME=foo\r\nfi\r\n").unwrap();
+        let err = check_syntax(&conf).unwrap_err().to_string();
+        assert!(err.contains("dos2unix"), "{err}");
     }
 
     #[test]

@@ -149,8 +149,11 @@ impl Ctx {
         let raw = dkms_conf::evaluate(&files, dir, &self.eval_vars(m, v, kernel))
             .with_context(|| format!("reading {}", conf.display()))?;
         let parsed = directives::from_raw(&raw).map_err(|e| fail(code::BAD_CONF, format!("{} — {e}", conf.display())))?;
+        if std::fs::read(conf).is_ok_and(|b| b.windows(2).any(|w| w == b"\r\n")) {
+            eprintln!("Warning: {} has Windows (CRLF) line endings; they were ignored, but convert the file with dos2unix", conf.display());
+        }
         for w in &parsed.warnings {
-            log::warn!("{m}/{v}: {w}");
+            eprintln!("Warning: {}/{}: {w}", parsed.package_name, parsed.package_version);
         }
         Ok(parsed)
     }

@@ -117,9 +117,32 @@ pub fn install(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel) 
     let built = ctx.tree.built_modules_dir(m, v, k, a);
     let first_install = ctx.tree.active_version(m, k, a).is_none();
     ctx.touch_kernel(k, true)?;
-    let mut placed = 0;
+    let mut placed: Vec<PathBuf> = Vec::new();
+    let res = place_all(ctx, conf, kernel, &built, first_install, m, &mut placed);
+    if let Err(e) = res {
+        // leave no half-installed module behind: take out what this run placed
+        for p in &placed {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = restore_originals(ctx, m, kernel);
+        return Err(e).with_context(|| format!("installing {m}/{v} for kernel {k} failed; nothing of it was left installed"));
+    }
+    if placed.is_empty() && !conf.modules.is_empty() {
+        return Err(fail(code::INSTALL, format!("none of the modules of {m}/{v} were built for kernel {k}; installation aborted (rebuild with --force)")));
+    }
+    ctx.tree.set_active(m, v, k, a)?;
+    if let Some(s) = &conf.post_install {
+        let rc = run_script(ctx, m, "POST_INSTALL", s, &source, kernel)?;
+        if rc != 0 {
+            eprintln!("Warning: the POST_INSTALL script of {m}/{v} exited with status {rc}");
+        }
+    }
+    Ok(())
+}
+
+fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_install: bool, m: &str, placed: &mut Vec<PathBuf>) -> Result<()> {
     for spec in &conf.modules {
-        let Some(file) = std::fs::read_dir(&built)
+        let Some(file) = std::fs::read_dir(built)
             .into_iter()
             .flatten()
             .flatten()
@@ -136,17 +159,7 @@ pub fn install(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel) 
             }
         }
         place_file(&built.join(&file), &dest)?;
-        placed += 1;
-    }
-    if placed == 0 && !conf.modules.is_empty() {
-        return Err(fail(code::INSTALL, format!("none of the modules of {m}/{v} were built for kernel {k}; installation aborted (rebuild with --force)")));
-    }
-    ctx.tree.set_active(m, v, k, a)?;
-    if let Some(s) = &conf.post_install {
-        let rc = run_script(ctx, m, "POST_INSTALL", s, &source, kernel)?;
-        if rc != 0 {
-            eprintln!("Warning: the POST_INSTALL script of {m}/{v} exited with status {rc}");
-        }
+        placed.push(dest);
     }
     Ok(())
 }

@@ -159,11 +159,7 @@ impl Tree {
     /// The version of `m` active (installed) for k/a, from the `kernel-k-a` link.
     pub fn active_version(&self, m: &str, k: &str, a: &str) -> Option<String> {
         let target = std::fs::read_link(self.active_link(m, k, a)).ok()?;
-        let s = target.to_string_lossy();
-        let rel = s.strip_prefix(&format!("{}/", self.module_dir(m).display())).unwrap_or(&s).to_string();
-        let mut parts = rel.trim_start_matches("./").split('/');
-        let v = parts.next()?.to_string();
-        (parts.next() == Some(k) && parts.next() == Some(a)).then_some(v)
+        parse_active_target(&target.to_string_lossy(), &self.module_dir(m).to_string_lossy(), k, a)
     }
 
     pub fn is_built(&self, m: &str, v: &str, k: &str, a: &str) -> bool {
@@ -188,6 +184,15 @@ impl Tree {
             .with_context(|| format!("creating symlink {}", tmp.display()))?;
         std::fs::rename(&tmp, &link).with_context(|| format!("renaming {} to {}", tmp.display(), link.display()))
     }
+}
+
+/// The version a `kernel-k-a` link target names: `v/k/a` relative to the
+/// module directory (dkms writes it so) or absolute under it. Pure.
+pub fn parse_active_target(target: &str, module_dir: &str, k: &str, a: &str) -> Option<String> {
+    let rel = target.strip_prefix(&format!("{}/", module_dir.trim_end_matches('/'))).unwrap_or(target);
+    let mut parts = rel.trim_start_matches("./").split('/');
+    let v = parts.next().filter(|v| !v.is_empty() && *v != "..")?.to_string();
+    (parts.next() == Some(k) && parts.next() == Some(a) && parts.next().is_none()).then_some(v)
 }
 
 /// Writes `data` to `path` through a temporary file in the same directory and
@@ -237,6 +242,16 @@ mod tests {
         assert_eq!(fs::read_link(t.active_link("foo", "6.1.0-1-amd64", "x86_64")).unwrap(), PathBuf::from("1.0/6.1.0-1-amd64/x86_64"));
         fs::remove_dir_all(&src).unwrap();
         assert_eq!(t.source_state("foo", "1.0"), SourceState::Broken);
+    }
+
+    #[test]
+    fn active_link_targets() {
+        assert_eq!(parse_active_target("1.0/6.1/x86_64", "/var/lib/dkms/foo", "6.1", "x86_64").as_deref(), Some("1.0"));
+        assert_eq!(parse_active_target("/var/lib/dkms/foo/2.0/6.1/x86_64", "/var/lib/dkms/foo", "6.1", "x86_64").as_deref(), Some("2.0"));
+        assert_eq!(parse_active_target("1.0/6.2/x86_64", "/d/foo", "6.1", "x86_64"), None);
+        assert_eq!(parse_active_target("../x/6.1/x86_64", "/d/foo", "6.1", "x86_64"), None);
+        assert_eq!(parse_active_target("1.0/6.1/x86_64/extra", "/d/foo", "6.1", "x86_64"), None);
+        assert_eq!(parse_active_target("", "/d/foo", "6.1", "x86_64"), None);
     }
 
     #[test]
