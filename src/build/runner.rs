@@ -101,24 +101,33 @@ pub fn run_logged(step: &Step, log: &mut File) -> Result<i32> {
     Ok(code)
 }
 
-/// Whether this process may create mount namespaces (root with CAP_SYS_ADMIN,
-/// not forbidden by a container). Probed once by forking a child.
+/// Whether jobs can get private mount namespaces: root with CAP_SYS_ADMIN,
+/// not forbidden by a container, and a root that can be made private (in a
+/// chroot `/` is often not a mount point, and a bind mount there would leak
+/// into the host). Probed once by a child doing the same calls as a step.
 pub fn can_isolate() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return false;
     }
+    let root = CString::new("/").unwrap();
     let mut cmd = Command::new("true");
-    // SAFETY: unshare is async-signal-safe.
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    let ok = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    if !ok {
+        log::info!("no private mount namespaces here (not root, a container, or a chroot): jobs of one module version build one at a time");
+    }
+    ok
 }
 
 /// The last `n` lines of a file, for error messages.
