@@ -7,7 +7,9 @@ use crate::build::scheduler::{self, Done};
 use crate::error::code;
 use crate::kernel::Kernel;
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -72,32 +74,86 @@ fn run_one(ctx: &Ctx, job: &Job) -> Outcome {
     }
 }
 
+/// What a terminal shows while jobs run: one line, rewritten every second.
+struct Ticker {
+    running: Mutex<Vec<String>>,
+    done: AtomicUsize,
+    total: usize,
+    start: Instant,
+    tty: bool,
+    stop: AtomicBool,
+}
+
+impl Ticker {
+    fn line(&self) -> String {
+        let running = self.running.lock().unwrap();
+        format!(
+            "[{}/{}] {:.0} s, building: {}",
+            self.done.load(Ordering::SeqCst),
+            self.total,
+            self.start.elapsed().as_secs_f64(),
+            running.join(", ")
+        )
+    }
+
+    /// Prints a finished job's line, above the progress line on a terminal.
+    fn report(&self, text: &str, to_stderr: bool) {
+        if self.tty {
+            eprint!("\r\x1b[K");
+        }
+        if to_stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
 /// Runs the jobs (at most `parallel_jobs` at once, all makes sharing one
-/// jobserver), printing one line per finished job, then runs depmod once per
-/// touched kernel. Returns the outcomes in job order.
+/// jobserver), printing one line per finished job (plus a live progress line
+/// on a terminal), then runs depmod once per touched kernel. Returns the
+/// outcomes in job order.
 pub fn run(ctx: &Ctx, jobs: &[Job]) -> Vec<Outcome> {
     let deps: Vec<Vec<usize>> = jobs.iter().map(|j| j.deps.clone()).collect();
     let workers = if ctx.isolate() { ctx.settings.parallel_jobs.max(1) } else { 1 };
-    let total = jobs.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let results = scheduler::run(&deps, workers, |o: &Outcome| o.ok(), |i| {
-        let job = &jobs[i];
-        let t = Instant::now();
-        if tty && total > 1 {
-            eprintln!("[{}/{total}] building {} ...", done.load(std::sync::atomic::Ordering::SeqCst), job.label());
+    let ticker = Ticker {
+        running: Mutex::new(Vec::new()),
+        done: AtomicUsize::new(0),
+        total: jobs.len(),
+        start: Instant::now(),
+        tty: std::io::stderr().is_terminal() && jobs.len() > 1,
+        stop: AtomicBool::new(false),
+    };
+    let results = std::thread::scope(|s| {
+        if ticker.tty {
+            s.spawn(|| {
+                while !ticker.stop.load(Ordering::SeqCst) {
+                    eprint!("\r\x1b[K{}", ticker.line());
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                eprint!("\r\x1b[K");
+            });
         }
-        let o = run_one(ctx, job);
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let what = if job.install { "installed" } else { "built" };
-        match &o {
-            Outcome::Done => println!("{}: {what} ({:.1} s){}", job.label(), t.elapsed().as_secs_f64(), progress(n, total, start)),
-            Outcome::Current => println!("{}: already {what}{}", job.label(), progress(n, total, start)),
-            Outcome::Skipped(why) => println!("{}: skipped: {why}{}", job.label(), progress(n, total, start)),
-            Outcome::Failed { message, .. } => eprintln!("\nError! {}:\n{message}\n", job.label()),
-        }
-        o
+        let r = scheduler::run(&deps, workers, |o: &Outcome| o.ok(), |i| {
+            let job = &jobs[i];
+            let label = format!("{}/{} ({})", job.m, job.v, job.kernel.release);
+            ticker.running.lock().unwrap().push(label.clone());
+            let t = Instant::now();
+            let o = run_one(ctx, job);
+            ticker.running.lock().unwrap().retain(|l| *l != label);
+            let n = ticker.done.fetch_add(1, Ordering::SeqCst) + 1;
+            let what = if job.install { "installed" } else { "built" };
+            let p = progress(n, ticker.total, ticker.start);
+            match &o {
+                Outcome::Done => ticker.report(&format!("{}: {what} ({:.1} s){p}", job.label(), t.elapsed().as_secs_f64()), false),
+                Outcome::Current => ticker.report(&format!("{}: already {what}{p}", job.label()), false),
+                Outcome::Skipped(why) => ticker.report(&format!("{}: skipped: {why}{p}", job.label()), false),
+                Outcome::Failed { message, .. } => ticker.report(&format!("\nError! {}:\n{message}\n", job.label()), true),
+            }
+            o
+        });
+        ticker.stop.store(true, Ordering::SeqCst);
+        r
     });
     if let Err(e) = ctx.finish() {
         eprintln!("Error! {e:#}");
