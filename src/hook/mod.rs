@@ -141,6 +141,9 @@ fn refresh_modules(ctx: &Ctx, dirs: &[PathBuf], only_autoinstall: bool) -> Resul
         }
     }
     let kernels: Vec<Kernel> = buildable(ctx, &releases);
+    if kernels.is_empty() && !wanted.is_empty() {
+        eprintln!("modsync: no installed kernel has its headers, so nothing was built now; modules are built when a kernel with headers is installed.");
+    }
     let plan = autoinstall::plan(ctx, &wanted, &kernels, only_autoinstall);
     failures += run_plan(ctx, &plan)?;
     Ok(verdict(ctx, failures))
@@ -167,10 +170,13 @@ fn regenerate_initramfs(ctx: &Ctx, release: &str) {
         return;
     }
     let boot = Path::new("/boot");
+    let pkgbase = std::fs::read_to_string(ctx.settings.install_tree.join(release).join("pkgbase")).map(|s| s.trim().to_string()).unwrap_or_default();
     let (tool, args): (&str, Vec<String>) = if boot.join(format!("initrd.img-{release}")).exists() {
         ("update-initramfs", vec!["-u".into(), "-k".into(), release.into()])
     } else if boot.join(format!("initramfs-{release}.img")).exists() {
         ("dracut", vec!["-f".into(), "--kver".into(), release.into()])
+    } else if !pkgbase.is_empty() && boot.join(format!("initramfs-{pkgbase}.img")).exists() {
+        ("mkinitcpio", vec!["-p".into(), pkgbase])
     } else {
         return;
     };
