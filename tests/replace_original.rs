@@ -42,7 +42,7 @@ fn in_kernel_module_is_archived_and_restored() {
         fs::create_dir_all(t.join(p)).unwrap();
     }
     fs::copy("/etc/os-release", t.join("etc/os-release")).unwrap();
-    fs::write(t.join("etc/modsync/config.toml"), format!("cache_dir = \"{}\"\nsign = false\n", t.join("cache").display())).unwrap();
+    fs::write(t.join("etc/modsync/config.toml"), format!("cache_dir = \"{}\"\nsign = false\nstatus_wording = \"dkms-3.1\"\n", t.join("cache").display())).unwrap();
     let kdir = t.join("lib/modules").join(&k);
     let orig: PathBuf = kdir.join("kernel/drivers/net/dummy.ko");
     fs::create_dir_all(orig.parent().unwrap()).unwrap();

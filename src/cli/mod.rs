@@ -107,6 +107,8 @@ pub enum Command {
     /// Entry point of the package-manager hooks.
     Hook {
         manager: String,
+        /// Empty for `modsync hook dnf` (its input is the JSON on stdin).
+        #[arg(default_value = "")]
         event: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,

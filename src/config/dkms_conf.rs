@@ -111,8 +111,9 @@ done >&3
 pub fn evaluate(files: &[PathBuf], cwd: &Path, vars: &EvalVars) -> Result<Raw> {
     let script = SCRIPT.replace("__WHITELIST__", &WHITELIST.join(" "));
     let (mut reader, writer) = std::io::pipe().context("creating a pipe for bash")?;
+    let files: Vec<PathBuf> = files.iter().map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())).collect();
     let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(&script).arg("modsync-dkms.conf").args(files);
+    cmd.arg("-c").arg(&script).arg("modsync-dkms.conf").args(&files);
     cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     for (k, v) in vars.pairs() {
         cmd.env(k, v);

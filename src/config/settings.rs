@@ -30,6 +30,18 @@ pub struct FileSettings {
     pub mok_certificate: Option<PathBuf>,
     /// Regenerate an existing initramfs when modules change outside the kernel's own hooks.
     pub update_initramfs: Option<bool>,
+    /// Wording of `status` annotations: "dkms-3.0" (Debian 12, Ubuntu 24.04) or "dkms-3.1".
+    pub status_wording: Option<StatusWording>,
+}
+
+/// dkms renamed its status annotations in 3.1.3; scripts parse either.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum StatusWording {
+    #[default]
+    #[serde(rename = "dkms-3.0")]
+    Dkms30,
+    #[serde(rename = "dkms-3.1")]
+    Dkms31,
 }
 
 /// The settings in force for one run.
@@ -48,6 +60,7 @@ pub struct Settings {
     pub mok_cert: PathBuf,
     pub sign_file: Option<String>,
     pub update_initramfs: bool,
+    pub status_wording: StatusWording,
     pub verbose: bool,
     pub post_transaction: Option<String>,
     /// Where /etc/dkms and /etc/modsync live ("/" normally; tests use a fixture root).
@@ -183,6 +196,7 @@ impl Settings {
             mok_cert: path("mok_certificate", &file.mok_certificate, "/var/lib/dkms/mok.pub"),
             sign_file: fw.get("sign_file").filter(|v| !v.is_empty()).cloned(),
             update_initramfs: file.update_initramfs.unwrap_or(true),
+            status_wording: file.status_wording.unwrap_or_default(),
             verbose: fw.get("verbose").is_some_and(|v| !v.is_empty()),
             post_transaction: fw.get("post_transaction").filter(|v| !v.is_empty()).cloned(),
             sysconf_root: root.to_path_buf(),
@@ -207,6 +221,8 @@ mod tests {
     #[test]
     fn toml_rejects_unknown_keys_and_reads_known() {
         assert!(parse_file_settings("strickt = true").is_err());
+        assert_eq!(parse_file_settings("status_wording = \"dkms-3.1\"").unwrap().status_wording, Some(StatusWording::Dkms31));
+        assert!(parse_file_settings("status_wording = \"dkms-9\"").is_err());
         let s = parse_file_settings("strict = true\nparallel_jobs = 4\ncache = false").unwrap();
         assert_eq!(s.strict, Some(true));
         assert_eq!(s.parallel_jobs, Some(4));

@@ -27,11 +27,12 @@ pub fn split_mv(s: &str) -> Option<(String, String)> {
 pub fn resolve(arg: Option<&str>, m: Option<&str>, v: Option<&str>) -> Result<Target> {
     if let Some(a) = arg {
         let p = Path::new(a);
+        let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()));
         if p.is_file() && a.ends_with("dkms.conf") {
-            return Ok(Target::Source(p.parent().unwrap_or(Path::new(".")).to_path_buf()));
+            return Ok(Target::Source(abs(p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?));
         }
         if p.is_dir() && p.join("dkms.conf").is_file() {
-            return Ok(Target::Source(p.to_path_buf()));
+            return Ok(Target::Source(abs(p)?));
         }
         if let Some((m, v)) = split_mv(a) {
             return Ok(Target::ModVer(m, v));
@@ -170,9 +171,10 @@ mod tests {
         assert!(resolve(None, Some("foo"), None).is_err());
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("dkms.conf"), "").unwrap();
-        assert_eq!(resolve(Some(d.path().to_str().unwrap()), None, None).unwrap(), Target::Source(d.path().to_path_buf()));
+        let real = std::fs::canonicalize(d.path()).unwrap();
+        assert_eq!(resolve(Some(d.path().to_str().unwrap()), None, None).unwrap(), Target::Source(real.clone()));
         let conf = d.path().join("dkms.conf");
-        assert_eq!(resolve(Some(conf.to_str().unwrap()), None, None).unwrap(), Target::Source(d.path().to_path_buf()));
+        assert_eq!(resolve(Some(conf.to_str().unwrap()), None, None).unwrap(), Target::Source(real));
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn plan(ctx: &Ctx, modules: &BTreeMap<String, String>, kernels: &[Kernel], o
 
 /// Summary of a run: (succeeded labels, skipped, failed (label, code)).
 pub fn summarize(plan: &Plan, outcomes: &[Outcome]) -> (Vec<String>, Vec<String>, Vec<(String, i32)>) {
-    let mut ok = plan.current.clone();
+    let mut ok = Vec::new();
     let mut skipped = Vec::new();
     let mut failed: Vec<(String, i32)> = plan.failures.iter().map(|(l, _)| (l.clone(), code::AUTOINSTALL)).collect();
     for (j, o) in plan.jobs.iter().zip(outcomes) {
@@ -135,6 +135,9 @@ pub fn autoinstall(ctx: &Ctx, kernels: &[Kernel]) -> i32 {
     let (ok, skipped, failed) = summarize(&plan, &outcomes);
     plan.jobs.clear();
     let ks: Vec<&str> = kernels.iter().map(|k| k.release.as_str()).collect();
+    if !plan.current.is_empty() {
+        println!("Already installed, nothing to do: {}.", plan.current.join(" "));
+    }
     if !ok.is_empty() {
         println!("Autoinstall on {} succeeded for module(s) {}.", ks.join(", "), ok.join(" "));
     }

@@ -10,7 +10,7 @@ use crate::config::settings::Settings;
 use crate::error::{code, fail};
 use crate::kernel::Kernel;
 use crate::state::lock::Lock;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 fn settings(c: &Common) -> Result<Settings> {
@@ -145,14 +145,23 @@ fn status(ctx: &Ctx, c: &Common, target: Option<&str>, json: bool) -> Result<i32
     let kernels = c.kernels.iter().map(|k| k.split('/').next().unwrap_or(k).to_string()).collect();
     let (lines, errors) = status::collect(ctx, &Filter { module, version, kernels, arch: c.arch.clone() });
     if json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        use std::io::Write;
+        let text = serde_json::to_string_pretty(&lines)? + "\n";
+        match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            r => r.context("writing the status")?,
+        }
     } else {
         let mut out = String::new();
         for l in &lines {
             out.push_str(&l.render());
             out.push('\n');
         }
-        print!("{out}");
+        use std::io::Write;
+        match std::io::stdout().lock().write_all(out.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+            r => r.context("writing the status")?,
+        }
     }
     for e in errors {
         eprintln!("\nError! {e}");
@@ -220,7 +229,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::KernelPreinst => Ok(0),
-        Command::Hook { manager, event, args } => crate::hook::run(&ctx, &manager, &event, &args),
+        Command::Hook { manager, event, args } => {
+            // Hooks talk on stderr only (dnf5 parses stdout): send stdout there too.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: dup2 on the process's own standard descriptors.
+            unsafe { libc::dup2(2, 1) };
+            crate::hook::run(&ctx, &manager, &event, &args)
+        }
         Command::Secureboot => secureboot(&ctx),
         Command::Cache { action } => {
             let cache = crate::build::cache::Cache { dir: ctx.settings.cache_dir.clone(), max_bytes: ctx.settings.cache_max_bytes };

@@ -39,6 +39,8 @@ pub struct Ctx {
     pub distro: Distro,
     pub opts: Options,
     isolate: OnceLock<bool>,
+    /// Serialises creating the signing key (parallel jobs would race).
+    pub mok_lock: Mutex<()>,
     jobserver: OnceLock<jobserver::Client>,
     /// Kernels whose module tree changed in this command (depmod at the end),
     /// and whether modules were installed into them.
@@ -55,6 +57,7 @@ impl Ctx {
             distro,
             opts,
             isolate: OnceLock::new(),
+            mok_lock: Mutex::new(()),
             jobserver: OnceLock::new(),
             touched: Mutex::new(BTreeMap::new()),
         }

@@ -2,6 +2,7 @@
 //! child process per line — and prints dkms's lines (or JSON).
 
 use super::Ctx;
+use crate::config::settings::StatusWording;
 use crate::state::SourceState;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -53,10 +54,23 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
+/// The three annotations in dkms's wording: (original, missing, differ).
+pub fn wording(w: StatusWording) -> [&'static str; 3] {
+    match w {
+        StatusWording::Dkms30 => ["original_module exists", "WARNING! Missing some built modules!", "WARNING! Diff between built and installed module!"],
+        StatusWording::Dkms31 => [
+            "Original modules exist",
+            "Built modules are missing in the kernel modules folder",
+            "Differences between built and installed modules",
+        ],
+    }
+}
+
 fn notes(ctx: &Ctx, m: &str, v: &str, k: &str, a: &str, installed: bool) -> Vec<&'static str> {
+    let [original, missing_note, differ_note] = wording(ctx.settings.status_wording);
     let mut notes = Vec::new();
     if ctx.tree.original_dir(m, k, a).is_dir() {
-        notes.push("Original modules exist");
+        notes.push(original);
     }
     let built = ctx.tree.built_modules_dir(m, v, k, a);
     let kdir = ctx.settings.install_tree.join(k);
@@ -87,9 +101,9 @@ fn notes(ctx: &Ctx, m: &str, v: &str, k: &str, a: &str, installed: bool) -> Vec<
         }
     }
     if missing {
-        notes.push("Built modules are missing in the kernel modules folder");
+        notes.push(missing_note);
     } else if differ {
-        notes.push("Differences between built and installed modules");
+        notes.push(differ_note);
     }
     notes
 }
@@ -115,7 +129,7 @@ pub fn collect(ctx: &Ctx, f: &Filter) -> (Vec<Line>, Vec<String>) {
             SourceState::Added(_) => {}
             SourceState::Broken => {
                 lines.push(line(None, None, "broken", vec![], None));
-                errors.push(format!("{m}/{v}: the module source directory or the symbolic link to it is missing. Reinstall its package or run `modsync remove {m}/{v} --all`."));
+                errors.push(format!("{m}/{v}: Missing the module source directory or the symbolic link pointing to it.\nManual intervention is required! (reinstall its package, or `modsync remove {m}/{v} --all`)"));
                 continue;
             }
             SourceState::Absent => continue,

@@ -3,6 +3,8 @@
 //! kernels and modules a transaction touched, whether headers exist, and the
 //! failure policy (report loudly, record in status, exit 0 unless `strict`).
 
+#[cfg(feature = "alpm")]
+pub mod alpm_db;
 pub mod apt;
 pub mod dnf;
 pub mod targets;
@@ -52,13 +54,23 @@ fn buildable(ctx: &Ctx, releases: &BTreeSet<String>) -> Vec<Kernel> {
         } else if !k.has_headers() {
             eprintln!(
                 "modsync: the headers of kernel {r} are not installed, so no module was built for it. Install them with `{}`; modsync then builds the modules.",
-                ctx.distro.headers_hint(r, &ctx.settings.install_tree)
+                headers_hint(ctx, r)
             );
         } else {
             out.push(k);
         }
     }
     out
+}
+
+/// The command installing the headers of `release`; with libalpm, the exact
+/// `<pkgbase>-headers` package of the package that owns the kernel.
+fn headers_hint(ctx: &Ctx, release: &str) -> String {
+    #[cfg(feature = "alpm")]
+    if let Some((_, headers, false)) = alpm_db::headers_package_for(release) {
+        return format!("pacman -S {headers}");
+    }
+    ctx.distro.headers_hint(release, &ctx.settings.install_tree)
 }
 
 /// Builds and installs every autoinstall module for these kernels.

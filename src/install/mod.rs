@@ -27,7 +27,11 @@ pub fn signing_for(ctx: &Ctx, kernel: &Kernel) -> Option<(String, sign::SigningK
     }
     let hash = cfg.get("CONFIG_MODULE_SIG_HASH").unwrap_or("sha256").to_string();
     let key = sign::SigningKey { key: ctx.settings.mok_key.clone(), cert: ctx.settings.mok_cert.clone() };
-    match sign::ensure_mok(&key) {
+    let created = {
+        let _one_at_a_time = ctx.mok_lock.lock().unwrap_or_else(|e| e.into_inner());
+        sign::ensure_mok(&key)
+    };
+    match created {
         Ok(true) => eprintln!(
             "modsync: created the module signing key {} (certificate {}). Run `modsync secureboot` to see whether it must be enrolled.",
             key.key.display(),

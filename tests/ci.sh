@@ -1,0 +1,27 @@
+#!/bin/bash
+# The whole test suite, as CI runs it on a fresh Debian 12 machine (root):
+# prepare the machine (tests/setup.sh), then `cargo test --release` for every
+# test target of the repository. Extra arguments go to cargo test
+# (e.g. `tests/ci.sh --features alpm`, `tests/ci.sh --test e2e_engine`).
+# Exits with cargo's status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests/setup.sh
+MODSYNC_TEST_KERNELS="$(cat /var/cache/modsync-test/kernels)"
+export MODSYNC_TEST_KERNELS
+# Tests that boot a kernel image look for img-K in this cache (setup.sh fills it).
+export MODSYNC_ACCEPTANCE_CACHE="${MODSYNC_ACCEPTANCE_CACHE:-/var/cache/modsync-test}"
+# cargo from rustup when it is not on PATH (setup.sh installs it there when missing)
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+echo "ci: cargo test --release --no-fail-fast --features alpm $* (kernels: $MODSYNC_TEST_KERNELS)"
+start=$(date +%s)
+set +e
+cargo test --release --no-fail-fast --features alpm "$@"
+rc=$?
+set -e
+echo "ci: cargo test exited $rc after $(( $(date +%s) - start )) s"
+exit $rc

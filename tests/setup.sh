@@ -1,0 +1,141 @@
+#!/bin/bash
+# Prepares a fresh Debian 12 machine (as root) for modsync's test suite.
+# Idempotent: a second run only checks and prints the same summary.
+#
+# - build tools, qemu, debootstrap, pacman, dnf/rpm and systemd's
+#   kernel-install (what every test target needs), and a Rust toolchain
+#   when cargo is missing;
+# - the headers of two Debian kernel ABIs (6.1.0-54 and 6.1.0-56 when the
+#   archive still has them, else the two newest linux-headers-6.1.0-N-amd64);
+# - their kernel images, downloaded (not installed) and extracted into
+#   /var/cache/modsync-test/img-K (tests boot them under qemu);
+# - the sources of real Debian *-dkms packages, extracted into
+#   /var/cache/modsync-test/src/<module>-<version>/;
+# - /var/cache/modsync-test/kernels: the two ABIs, space-separated.
+#
+# Environment: MODSYNC_TEST_KERNELS="K1 K2" picks the kernels;
+# MODSYNC_SETUP_NO_UPDATE=1 skips `apt-get update`.
+# Details of apt's work go to /var/cache/modsync-test/setup.log.
+set -euo pipefail
+
+CACHE=/var/cache/modsync-test
+LOG=$CACHE/setup.log
+PREFERRED="6.1.0-54-amd64 6.1.0-56-amd64"
+DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms"
+TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
+  pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
+  debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
+  createrepo-c systemd"
+
+[ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
+mkdir -p "$CACHE/debs" "$CACHE/src"
+: >"$LOG"
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+
+# Runs a command with its output in the log; on failure shows the log's tail.
+quiet() {
+  echo "+ $*" >>"$LOG"
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "setup.sh: failed: $*" >&2
+    tail -n 30 "$LOG" >&2
+    exit 1
+  fi
+}
+
+missing_pkgs() {
+  local p out=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out+=("$p")
+  done
+  echo "${out[@]}"
+}
+
+# 1. apt lists, once.
+if [ "${MODSYNC_SETUP_NO_UPDATE:-0}" != 1 ]; then
+  quiet apt-get "${APT_OPTS[@]}" update
+fi
+
+# 2. tools.
+# shellcheck disable=SC2086
+need=$(missing_pkgs $TOOLS)
+if [ -n "$need" ]; then
+  # shellcheck disable=SC2086
+  quiet apt-get "${APT_OPTS[@]}" install -y --no-install-recommends $need
+fi
+echo "setup: tools ready ($(echo $TOOLS | wc -w) packages, installed now: ${need:-none})"
+
+# 3. Rust, when cargo is missing (Debian 12's rustc is older than rust-version).
+if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  curl -sSf https://sh.rustup.rs -o "$CACHE/rustup-init.sh"
+  quiet sh "$CACHE/rustup-init.sh" -y --profile minimal
+  echo "setup: installed Rust with rustup into $HOME/.cargo"
+fi
+
+# 4. two kernel ABIs.
+available() { apt-cache show "linux-headers-$1" >/dev/null 2>&1 && apt-cache show "linux-image-$1" >/dev/null 2>&1; }
+if [ -n "${MODSYNC_TEST_KERNELS:-}" ]; then
+  kernels="$MODSYNC_TEST_KERNELS"
+else
+  kernels=""
+  for k in $PREFERRED; do available "$k" && kernels="$kernels $k"; done
+  if [ "$(echo $kernels | wc -w)" -ne 2 ]; then
+    kernels=$(apt-cache search --names-only '^linux-headers-6\.1\.0-[0-9]+-amd64$' \
+      | awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n 2 | tr '\n' ' ')
+  fi
+fi
+kernels=$(echo $kernels)
+[ "$(echo $kernels | wc -w)" -eq 2 ] || { echo "setup.sh: could not find two kernel ABIs (got: '$kernels')" >&2; exit 1; }
+
+need=$(missing_pkgs $(for k in $kernels; do echo "linux-headers-$k"; done))
+if [ -n "$need" ]; then
+  # shellcheck disable=SC2086
+  quiet apt-get "${APT_OPTS[@]}" install -y --no-install-recommends $need
+fi
+for k in $kernels; do
+  [ -f "/usr/src/linux-headers-$k/Makefile" ] || { echo "setup.sh: /usr/src/linux-headers-$k is incomplete" >&2; exit 1; }
+done
+
+# 5. kernel images (downloaded, not installed) and dkms sources, extracted.
+cd "$CACHE/debs"
+download() {  # PACKAGE: the .deb of its candidate version, unless already here
+  local p=$1 v
+  v=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')
+  [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "setup.sh: $p is not in the archive" >&2; exit 1; }
+  v=${v//:/%3a}
+  ls "${p}_${v}_"*.deb >/dev/null 2>&1 || quiet apt-get "${APT_OPTS[@]}" download "$p"
+  ls "${p}_${v}_"*.deb | head -n 1
+}
+for k in $kernels; do
+  img=$CACHE/img-$k
+  if [ ! -f "$img/boot/vmlinuz-$k" ] || [ ! -d "$img/lib/modules/$k/kernel" ]; then
+    deb=$(download "linux-image-$k")
+    rm -rf "$img.tmp" && mkdir -p "$img.tmp"
+    dpkg-deb -x "$deb" "$img.tmp"
+    rm -rf "$img" && mv "$img.tmp" "$img"
+  fi
+done
+echo "setup: kernels $kernels (headers in /usr/src, images in $CACHE/img-K)"
+
+srcs=""
+for p in $DKMS_PKGS; do
+  deb=$(download "$p")
+  stamp="$CACHE/src/.$(basename "$deb" .deb)"
+  if [ ! -e "$stamp" ]; then
+    x=$(mktemp -d "$CACHE/src/.x.XXXXXX")
+    dpkg-deb -x "$deb" "$x"
+    for d in "$x"/usr/src/*/; do
+      d=${d%/}
+      rm -rf "$CACHE/src/$(basename "$d")"
+      mv "$d" "$CACHE/src/"
+      echo "$(basename "$d")" >>"$x.names"
+    done
+    mv "$x.names" "$stamp"
+    rm -rf "$x"
+  fi
+  srcs="$srcs $(tr '\n' ' ' <"$stamp")"
+done
+echo "setup: dkms sources in $CACHE/src: $(echo $srcs)"
+
+echo "$kernels" >"$CACHE/kernels"
+echo "setup: done; $CACHE/kernels = $kernels"
