@@ -17,6 +17,11 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
+# bounded fuzz runs of the parsers (tests/fuzz); a finding fails CI
+fuzz_rc=0
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" tests/fuzz/run.sh || fuzz_rc=$?
+echo "ci: fuzz runs exited $fuzz_rc"
+
 echo "ci: cargo test --release --no-fail-fast --features alpm $* (kernels: $MODSYNC_TEST_KERNELS)"
 start=$(date +%s)
 set +e
@@ -24,4 +29,5 @@ cargo test --release --no-fail-fast --features alpm "$@"
 rc=$?
 set -e
 echo "ci: cargo test exited $rc after $(( $(date +%s) - start )) s"
-exit $rc
+[ $rc -ne 0 ] && exit $rc
+exit $fuzz_rc

@@ -108,7 +108,7 @@ pub fn from_raw(raw: &Raw) -> Result<ModuleConf, String> {
     }
 
     let record_names = ["BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME", "DEST_MODULE_LOCATION"];
-    let count = max_index(raw, &record_names).map_or(0, |m| m + 1);
+    let count = max_index(raw, &record_names).map_or(0, |m| m.saturating_add(1));
     if count == 0 {
         warnings.push("dkms.conf: zero modules specified".into());
     }
@@ -133,7 +133,7 @@ pub fn from_raw(raw: &Raw) -> Result<ModuleConf, String> {
                 return Err(format!("dkms.conf: {what}[{i}] {v:?} is not a plain file name (no '/', spaces or shell characters)"));
             }
         }
-        if !is_contained(built_location.trim_end_matches('/')) {
+        if built_location.starts_with('/') || !is_contained(built_location.trim_end_matches('/')) {
             return Err(format!("dkms.conf: BUILT_MODULE_LOCATION[{i}] {built_location:?} leaves the build directory; use a relative path without '..'"));
         }
         let loc = dest_location.trim_end_matches('/');
@@ -178,8 +178,15 @@ pub fn from_raw(raw: &Raw) -> Result<ModuleConf, String> {
         "BUILD_EXCLUSIVE_KERNEL", "BUILD_EXCLUSIVE_KERNEL_MIN", "BUILD_EXCLUSIVE_KERNEL_MAX",
         "BUILD_EXCLUSIVE_ARCH", "BUILD_EXCLUSIVE_CONFIG",
     ];
-    let ex_max = max_index(raw, &ex_names).unwrap_or(0);
-    for i in 0..=ex_max {
+    // Only the indices that are set (a sparse BUILD_EXCLUSIVE_ARCH[10**12]
+    // must not loop over every index below it).
+    let ex_indices: std::collections::BTreeSet<usize> = ex_names
+        .iter()
+        .filter_map(|n| raw.array(n))
+        .flat_map(|a| a.iter().filter(|(_, v)| !v.is_empty()).map(|(i, _)| *i))
+        .chain([0])
+        .collect();
+    for i in ex_indices {
         let e = Exclusive {
             kernel: opt(raw, ex_names[0], i),
             kernel_min: opt(raw, ex_names[1], i),

@@ -81,7 +81,8 @@ fn unquote(v: &str) -> Option<String> {
     if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
         return (!s.contains('\'')).then(|| s.to_string());
     }
-    (!v.contains(|c: char| c.is_whitespace() || "$`\"'\\;&|<>()#".contains(c))).then(|| v.to_string())
+    // `~` is expanded by bash at the start and after ':' of an assignment.
+    (!v.contains(|c: char| c.is_whitespace() || "$`\"'\\;&|<>()#~".contains(c))).then(|| v.to_string())
 }
 
 /// Reads `key=value` lines; None when the text needs a shell to evaluate.
@@ -93,6 +94,10 @@ pub fn parse_simple_shell_assignments(text: &str) -> Option<BTreeMap<String, Str
             continue;
         }
         let (k, v) = line.split_once('=')?;
+        // `k= v` is not an assignment of v: bash runs v with k in its environment.
+        if v.starts_with(char::is_whitespace) {
+            return None;
+        }
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return None;
         }

@@ -26,7 +26,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::targets::{kernel_package_parts, rpm_fallback_kver, touched_by_paths, KernelPkgKind, Touched};
+use super::targets::{kernel_package_parts, rpm_fallback_kver, touched_by_paths, valid_release, KernelPkgKind, Touched};
 
 /// What a dnf transaction means for out-of-tree modules.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -164,6 +164,11 @@ fn kernel_releases(pkg: &DnfPackage) -> Option<(KernelPkgKind, BTreeSet<String>)
             k.push_str(v);
         }
         _ => {}
+    }
+    // rpm's own fields cannot hold '/' or whitespace, but nothing else checks
+    // them here: a release that is not one plain path component is dropped.
+    if valid_release(&k).is_none() {
+        return Some((kind, BTreeSet::new()));
     }
     Some((kind, BTreeSet::from([k])))
 }

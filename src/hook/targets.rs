@@ -123,10 +123,10 @@ fn valid_word(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !s.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
 }
 
-fn valid_release(k: &str) -> Option<&str> {
+pub(crate) fn valid_release(k: &str) -> Option<&str> {
     // Arch before 2019 kept out-of-tree modules in lib/modules/extramodules-X.Y-ARCH.
     (valid_word(k) && !k.starts_with("extramodules-")).then_some(k)
 }
