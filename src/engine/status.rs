@@ -78,15 +78,7 @@ fn notes(ctx: &Ctx, m: &str, v: &str, k: &str, a: &str, installed: bool) -> Vec<
         Some(info) => info.installed_paths,
         None => {
             let loc = ctx.distro.module_location().unwrap_or("/updates").trim_matches('/').to_string();
-            let mut files: Vec<String> = std::fs::read_dir(&built)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|f| f.contains(".ko"))
-                .collect();
-            files.sort();
-            files.into_iter().map(|f| format!("{loc}/{f}")).collect()
+            ctx.tree.built_files(m, v, k, a).into_iter().map(|f| format!("{loc}/{f}")).collect()
         }
     };
     let mut missing = false;

@@ -188,13 +188,7 @@ fn installed_files(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel) -> Vec<PathBuf>
     }
     // A tree built by dkms: the built files at the distribution's location,
     // or at DEST_MODULE_LOCATION read from dkms.conf elsewhere.
-    let files: Vec<String> = std::fs::read_dir(ctx.tree.built_modules_dir(m, v, k, a))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|f| f.contains(".ko"))
-        .collect();
+    let files = ctx.tree.built_files(m, v, k, a);
     let location = match ctx.distro.module_location() {
         Some(l) => vec![l.to_string(); files.len()],
         None => {

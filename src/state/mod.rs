@@ -162,6 +162,11 @@ impl Tree {
         parse_active_target(&target.to_string_lossy(), &self.module_dir(m).to_string_lossy(), k, a)
     }
 
+    /// The module files (`*.ko*`) built for k/a, sorted.
+    pub fn built_files(&self, m: &str, v: &str, k: &str, a: &str) -> Vec<String> {
+        sorted_names(&self.built_modules_dir(m, v, k, a)).into_iter().filter(|f| f.contains(".ko")).collect()
+    }
+
     pub fn is_built(&self, m: &str, v: &str, k: &str, a: &str) -> bool {
         self.built_modules_dir(m, v, k, a).is_dir()
     }
