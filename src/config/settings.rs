@@ -30,7 +30,9 @@ pub struct FileSettings {
     pub mok_certificate: Option<PathBuf>,
     /// Regenerate an existing initramfs when modules change outside the kernel's own hooks.
     pub update_initramfs: Option<bool>,
-    /// Wording of `status` annotations: "dkms-3.0" (Debian 12, Ubuntu 24.04) or "dkms-3.1".
+    /// `status` as dkms 3.0 prints it (Debian 12, Ubuntu 24.04: old annotation
+    /// wording, the listing stops at a module whose source is gone) or as
+    /// dkms 3.1 does (new wording, such a module is shown as `broken`).
     pub status_wording: Option<StatusWording>,
 }
 

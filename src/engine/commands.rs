@@ -143,7 +143,7 @@ fn status(ctx: &Ctx, c: &Common, target: Option<&str>, json: bool) -> Result<i32
         None => (None, c.module_version.clone()),
     };
     let kernels = c.kernels.iter().map(|k| k.split('/').next().unwrap_or(k).to_string()).collect();
-    let (lines, errors) = status::collect(ctx, &Filter { module, version, kernels, arch: c.arch.clone() });
+    let (lines, errors, stopped) = status::collect(ctx, &Filter { module, version, kernels, arch: c.arch.clone() });
     if json {
         use std::io::Write;
         let text = serde_json::to_string_pretty(&lines)? + "\n";
@@ -164,9 +164,9 @@ fn status(ctx: &Ctx, c: &Common, target: Option<&str>, json: bool) -> Result<i32
         }
     }
     for e in errors {
-        eprintln!("\nError! {e}");
+        eprintln!("{e}");
     }
-    Ok(0)
+    Ok(if stopped { code::BROKEN } else { 0 })
 }
 
 fn secureboot(ctx: &Ctx) -> Result<i32> {

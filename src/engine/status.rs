@@ -100,8 +100,9 @@ fn notes(ctx: &Ctx, m: &str, v: &str, k: &str, a: &str, installed: bool) -> Vec<
     notes
 }
 
-/// The status lines, in dkms's order (modules, then versions, then kernels).
-pub fn collect(ctx: &Ctx, f: &Filter) -> (Vec<Line>, Vec<String>) {
+/// The status lines, in dkms's order (modules, then versions, then kernels),
+/// error messages, and whether the listing stopped early (dkms 3.0 mode).
+pub fn collect(ctx: &Ctx, f: &Filter) -> (Vec<Line>, Vec<String>, bool) {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     for (m, v) in ctx.tree.registered() {
@@ -119,9 +120,17 @@ pub fn collect(ctx: &Ctx, f: &Filter) -> (Vec<Line>, Vec<String>) {
         };
         match ctx.tree.source_state(&m, &v) {
             SourceState::Added(_) => {}
+            SourceState::Broken if ctx.settings.status_wording == StatusWording::Dkms30 => {
+                // dkms 3.0 stops the listing at a module whose dkms.conf is gone
+                errors.push(format!(
+                    "Error! Could not locate dkms.conf file.\nFile: {}/dkms.conf does not exist.",
+                    ctx.tree.source_link(&m, &v).display()
+                ));
+                return (lines, errors, true);
+            }
             SourceState::Broken => {
                 lines.push(line(None, None, "broken", vec![], None));
-                errors.push(format!("{m}/{v}: Missing the module source directory or the symbolic link pointing to it.\nManual intervention is required! (reinstall its package, or `modsync remove {m}/{v} --all`)"));
+                errors.push(format!("\nError! {m}/{v}: Missing the module source directory or the symbolic link pointing to it.\nManual intervention is required! (reinstall its package, or `modsync remove {m}/{v} --all`)"));
                 continue;
             }
             SourceState::Absent => continue,
@@ -151,7 +160,7 @@ pub fn collect(ctx: &Ctx, f: &Filter) -> (Vec<Line>, Vec<String>) {
             lines.push(line(None, None, "added", vec![], None));
         }
     }
-    (lines, errors)
+    (lines, errors, false)
 }
 
 #[cfg(test)]
