@@ -43,39 +43,25 @@ impl KeyBuilder {
         }
     }
 
-    /// A directory tree: every entry's relative path, type, mode and content.
+    /// A directory tree: every entry's relative path, type, mode and content,
+    /// in a fixed order; a missing root hashes as an empty tree.
     pub fn tree(&mut self, label: &str, root: &Path) -> Result<&mut Self> {
         use std::os::unix::fs::PermissionsExt;
-        let mut stack = vec![PathBuf::new()];
-        let mut entries = Vec::new();
-        while let Some(rel) = stack.pop() {
-            let dir = root.join(&rel);
-            let rd = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if rel.as_os_str().is_empty() && e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-            };
-            for e in rd {
-                let e = e.with_context(|| format!("reading {}", dir.display()))?;
-                let r = rel.join(e.file_name());
-                let md = e.path().symlink_metadata().with_context(|| format!("reading {}", e.path().display()))?;
-                if md.is_dir() {
-                    stack.push(r.clone());
-                }
-                entries.push((r, md));
-            }
+        self.field(label, b"");
+        if !root.exists() {
+            return Ok(self);
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        self.field(label, &(entries.len() as u64).to_le_bytes());
-        for (rel, md) in entries {
-            let p = root.join(&rel);
+        for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+            let e = e.with_context(|| format!("reading {}", root.display()))?;
+            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+            let md = e.metadata().with_context(|| format!("reading {}", e.path().display()))?;
             self.field("path", rel.as_os_str().as_encoded_bytes());
             self.field("mode", &md.permissions().mode().to_le_bytes());
-            if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).with_context(|| format!("reading link {}", p.display()))?;
+            if e.path_is_symlink() {
+                let t = std::fs::read_link(e.path()).with_context(|| format!("reading link {}", e.path().display()))?;
                 self.field("link", t.as_os_str().as_encoded_bytes());
             } else if md.is_file() {
-                let b = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                let b = std::fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?;
                 self.field("data", &b);
             }
         }
@@ -87,19 +73,15 @@ impl KeyBuilder {
     }
 }
 
+/// Bytes in the regular files under `p`.
 fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(md) if md.is_dir() => stack.push(e.path()),
-                Ok(md) => total += md.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
+    walkdir::WalkDir::new(p)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|md| md.is_file())
+        .map(|md| md.len())
+        .sum()
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
