@@ -156,7 +156,7 @@ pub fn build(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel) -> Result<()> {
         copy_tree(&overlay, &wd.real.join("patches"))?;
     }
     let log_path = wd.real.join("make.log");
-    let result = compile(ctx, m, v, &conf, kernel, &wd, &log_path)
+    let result = compile(ctx, m, v, &conf, &allowed, kernel, &wd, &log_path)
         .and_then(|()| stage(ctx, m, v, &conf, &allowed, kernel, &wd, &log_path, signer.as_ref()));
     let failed_dir = ctx.tree.failed_dir(m, v, k, a);
     match result {
@@ -190,15 +190,38 @@ pub fn build(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel) -> Result<()> {
     }
 }
 
-fn step_env(ctx: &Ctx, m: &str, v: &str, kernel: &Kernel) -> Vec<(String, String)> {
+/// KCFLAGS for a build, when it should change: `-g0` appended (kbuild adds
+/// KCFLAGS last, so it overrides the kernel's `-g`) when every module of the
+/// build is going to be stripped, since `strip -g` discards the debug
+/// information anyway, unless the user keeps it or the kernel generates BTF
+/// for modules from it (its build dir has a vmlinux, as Arch's headers do).
+/// Pure.
+pub fn kcflags(conf: &ModuleConf, allowed: &[usize], keep_debug: bool, kernel_makes_btf: bool, inherited: Option<&str>) -> Option<String> {
+    let all_stripped = !allowed.is_empty() && allowed.iter().all(|&i| conf.modules.get(i).is_some_and(|s| s.strip));
+    if keep_debug || kernel_makes_btf || !all_stripped {
+        return None;
+    }
+    Some(match inherited.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => format!("{s} -g0"),
+        None => "-g0".to_string(),
+    })
+}
+
+fn step_env(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, allowed: &[usize], kernel: &Kernel) -> Vec<(String, String)> {
     let vars = ctx.eval_vars(m, v, kernel);
     let mut env: Vec<(String, String)> = vars.pairs().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     env.push(("PACKAGE_NAME".into(), m.into()));
     env.push(("PACKAGE_VERSION".into(), v.into()));
+    let btf = kernel.source_dir.join("vmlinux").is_file();
+    if let Some(flags) = kcflags(conf, allowed, ctx.settings.debug_info, btf, std::env::var("KCFLAGS").ok().as_deref()) {
+        log::debug!("{m}/{v}: building with KCFLAGS={flags} (all its modules are stripped)");
+        env.push(("KCFLAGS".into(), flags));
+    }
     env
 }
 
-fn compile(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel, wd: &Workdir, log_path: &Path) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn compile(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, allowed: &[usize], kernel: &Kernel, wd: &Workdir, log_path: &Path) -> Result<()> {
     let mut log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
     writeln!(
         log,
@@ -208,7 +231,7 @@ fn compile(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel, wd: 
         kernel.arch,
         chrono_like_now()
     )?;
-    let env = step_env(ctx, m, v, kernel);
+    let env = step_env(ctx, m, v, conf, allowed, kernel);
     let js = if ctx.settings.parallel_jobs == 0 { None } else { Some(ctx.jobserver()?) };
     let run = |log: &mut File, desc: &str, cmd: &str| -> Result<i32> {
         run_logged(&Step { description: desc, command: cmd, workdir: wd, subdir: "", env: &env, jobserver: js }, log)
@@ -424,6 +447,19 @@ mod tests {
         assert_eq!(cmd, "make -j4 KERNELRELEASE=6.1.0-56-amd64 -C /lib/modules/6.1.0-56-amd64/build M=/var/lib/dkms/foo/1/build");
         let cmd = make_command(&c, "6.1", Path::new("/b"), Path::new("/s"), None);
         assert_eq!(cmd, "make KERNELRELEASE=6.1 -C /s M=/b");
+    }
+
+    #[test]
+    fn debug_info_is_skipped_only_when_everything_is_stripped() {
+        let c = conf(&[("BUILT_MODULE_NAME", 0, "a"), ("BUILT_MODULE_NAME", 1, "b"), ("DEST_MODULE_LOCATION", 1, "/updates")]);
+        assert_eq!(kcflags(&c, &[0, 1], false, false, None).as_deref(), Some("-g0"));
+        assert_eq!(kcflags(&c, &[0, 1], false, false, Some("-DX ")).as_deref(), Some("-DX -g0"));
+        assert_eq!(kcflags(&c, &[0, 1], true, false, None), None, "the user keeps debug info");
+        assert_eq!(kcflags(&c, &[0, 1], false, true, None), None, "the kernel makes BTF from it");
+        assert_eq!(kcflags(&c, &[], false, false, None), None);
+        let c = conf(&[("BUILT_MODULE_NAME", 0, "a"), ("BUILT_MODULE_NAME", 1, "b"), ("DEST_MODULE_LOCATION", 1, "/updates"), ("STRIP", 1, "no")]);
+        assert_eq!(kcflags(&c, &[0, 1], false, false, None), None, "b keeps its debug info");
+        assert_eq!(kcflags(&c, &[0], false, false, None).as_deref(), Some("-g0"), "b is not built here");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct FileSettings {
     /// wording, the listing stops at a module whose source is gone) or as
     /// dkms 3.1 does (new wording, such a module is shown as `broken`).
     pub status_wording: Option<StatusWording>,
+    /// Compile with debug information even when every module of a build is
+    /// going to be stripped (default false: `strip -g` would discard it, so
+    /// modsync asks the compiler not to produce it).
+    pub debug_info: Option<bool>,
 }
 
 /// dkms renamed its status annotations in 3.1.3; scripts parse either.
@@ -63,6 +67,7 @@ pub struct Settings {
     pub sign_file: Option<String>,
     pub update_initramfs: bool,
     pub status_wording: StatusWording,
+    pub debug_info: bool,
     pub verbose: bool,
     pub post_transaction: Option<String>,
     /// Where /etc/dkms and /etc/modsync live ("/" normally; tests use a fixture root).
@@ -204,6 +209,7 @@ impl Settings {
             sign_file: fw.get("sign_file").filter(|v| !v.is_empty()).cloned(),
             update_initramfs: file.update_initramfs.unwrap_or(true),
             status_wording: file.status_wording.unwrap_or_default(),
+            debug_info: file.debug_info.unwrap_or(false),
             verbose: fw.get("verbose").is_some_and(|v| !v.is_empty()),
             post_transaction: fw.get("post_transaction").filter(|v| !v.is_empty()).cloned(),
             sysconf_root: root.to_path_buf(),
