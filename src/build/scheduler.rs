@@ -1,7 +1,9 @@
 //! Runs dependent tasks on a pool of worker threads: a task starts once all
 //! its dependencies succeeded; a task whose dependency failed is not run.
-//! Generic and free of side effects of its own, so it is tested with plain
-//! closures.
+//! Of the tasks ready to start, the one heading the longest chain of
+//! estimated work goes first, so the longest builds do not end up alone at
+//! the end. Generic and free of side effects of its own, so it is tested
+//! with plain closures.
 
 use std::sync::{Condvar, Mutex};
 
@@ -21,15 +23,46 @@ pub enum Done<R> {
     DepFailed(usize),
 }
 
-/// Runs `f` on every task (`deps[i]` lists the indices task i waits for) with
-/// at most `workers` at once; `ok` tells whether a result counts as success.
-pub fn run<R, F, O>(deps: &[Vec<usize>], workers: usize, ok: O, f: F) -> Vec<Done<R>>
+/// For every task, its estimated work plus the longest chain of work that
+/// waits for it (cycles are cut: a task counts once per chain).
+pub fn critical_paths(deps: &[Vec<usize>], weights: &[u64]) -> Vec<u64> {
+    let n = deps.len();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds.iter().filter(|&&d| d < n) {
+            dependents[d].push(i);
+        }
+    }
+    fn chain(i: usize, dependents: &[Vec<usize>], weights: &[u64], memo: &mut [Option<u64>], on_path: &mut [bool]) -> u64 {
+        if let Some(v) = memo[i] {
+            return v;
+        }
+        if on_path[i] {
+            return 0;
+        }
+        on_path[i] = true;
+        let longest = dependents[i].iter().map(|&j| chain(j, dependents, weights, memo, on_path)).max().unwrap_or(0);
+        on_path[i] = false;
+        let v = weights.get(i).copied().unwrap_or(0) + longest;
+        memo[i] = Some(v);
+        v
+    }
+    let mut memo = vec![None; n];
+    let mut on_path = vec![false; n];
+    (0..n).map(|i| chain(i, &dependents, weights, &mut memo, &mut on_path)).collect()
+}
+
+/// Runs `f(i)` on every task (`deps[i]` lists the indices task i waits for)
+/// with at most `workers` at once, the ready task with the longest chain of
+/// `weights` first; `ok` tells whether a result counts as success.
+pub fn run<R, F, O>(deps: &[Vec<usize>], weights: &[u64], workers: usize, ok: O, f: F) -> Vec<Done<R>>
 where
     R: Send,
     F: Fn(usize) -> R + Sync,
     O: Fn(&R) -> bool + Sync,
 {
     let n = deps.len();
+    let priority = critical_paths(deps, weights);
     let state = Mutex::new((vec![State::Pending; n], (0..n).map(|_| None).collect::<Vec<Option<Done<R>>>>()));
     let cv = Condvar::new();
     std::thread::scope(|s| {
@@ -52,7 +85,9 @@ where
                             }
                         }
                     }
-                    if let Some(i) = (0..n).find(|&i| st[i] == State::Pending && deps[i].iter().all(|&d| d >= n || st[d] == State::Ok)) {
+                    let ready = (0..n).filter(|&i| st[i] == State::Pending && deps[i].iter().all(|&d| d >= n || st[d] == State::Ok));
+                    // the first of equals wins, so equal weights keep the given order
+                    if let Some(i) = ready.min_by_key(|&i| std::cmp::Reverse(priority[i])) {
                         st[i] = State::Running;
                         break Some(i);
                     }
@@ -94,7 +129,7 @@ mod tests {
         let order = Mutex::new(Vec::new());
         // 0 <- 1 <- 2 ; 3 fails ; 4 depends on 3
         let deps = vec![vec![], vec![0], vec![1], vec![], vec![3]];
-        let res = run(&deps, 3, |r: &bool| *r, |i| {
+        let res = run(&deps, &[], 3, |r: &bool| *r, |i| {
             std::thread::sleep(Duration::from_millis(10));
             order.lock().unwrap().push(i);
             i != 3
@@ -112,7 +147,7 @@ mod tests {
         let running = AtomicUsize::new(0);
         let peak = AtomicUsize::new(0);
         let deps = vec![vec![]; 6];
-        run(&deps, 2, |_: &()| true, |_| {
+        run(&deps, &[], 2, |_: &()| true, |_| {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(30));
@@ -122,9 +157,21 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_chain_starts_first() {
+        // 1 is heavy; 3 is light but 0 waits for it, and 0 is heavier still
+        let deps = vec![vec![3], vec![], vec![], vec![]];
+        let weights = [50, 40, 5, 1];
+        assert_eq!(critical_paths(&deps, &weights), vec![50, 40, 5, 51]);
+        let order = Mutex::new(Vec::new());
+        run(&deps, &weights, 1, |_: &()| true, |i| order.lock().unwrap().push(i));
+        assert_eq!(order.into_inner().unwrap(), vec![3, 0, 1, 2]);
+        assert_eq!(critical_paths(&[vec![1], vec![0]], &[2, 3]), vec![5, 3], "a cycle is cut, not followed forever");
+    }
+
+    #[test]
     fn cycles_do_not_hang() {
         let deps = vec![vec![1], vec![0], vec![]];
-        let res = run(&deps, 2, |_: &()| true, |_| ());
+        let res = run(&deps, &[], 2, |_: &()| true, |_| ());
         assert!(matches!(res[0], Done::DepFailed(_)));
         assert!(matches!(res[1], Done::DepFailed(_)));
         assert!(matches!(res[2], Done::Ran(())));

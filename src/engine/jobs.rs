@@ -6,7 +6,9 @@ use super::Ctx;
 use crate::build::scheduler::{self, Done};
 use crate::error::code;
 use crate::kernel::Kernel;
+use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -109,12 +111,36 @@ impl Ticker {
     }
 }
 
+/// A job's expected build work, to start the longest first, in units of
+/// one C file: compiling a file is mostly parsing the kernel headers it
+/// includes, so the count of `.c` files matters most, their size (a unit per
+/// 64 KiB) a little, plus one unit for kbuild's own steps.
+fn source_weight(dir: &Path) -> u64 {
+    let sizes: Vec<u64> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "c"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|md| md.len())
+        .collect();
+    1 + sizes.len() as u64 + sizes.iter().sum::<u64>() / 65536
+}
+
 /// Runs the jobs (at most `parallel_jobs` at once, all makes sharing one
-/// jobserver), printing one line per finished job (plus a live progress line
+/// jobserver, the biggest sources first), printing one line per finished job (plus a live progress line
 /// on a terminal), then runs depmod once per touched kernel. Returns the
 /// outcomes in job order.
 pub fn run(ctx: &Ctx, jobs: &[Job]) -> Vec<Outcome> {
     let deps: Vec<Vec<usize>> = jobs.iter().map(|j| j.deps.clone()).collect();
+    let mut sizes: HashMap<(&str, &str), u64> = HashMap::new();
+    let weights: Vec<u64> = jobs
+        .iter()
+        .map(|j| {
+            *sizes
+                .entry((j.m.as_str(), j.v.as_str()))
+                .or_insert_with(|| ctx.source_dir(&j.m, &j.v).map(|d| source_weight(&d)).unwrap_or(0))
+        })
+        .collect();
     let workers = if ctx.isolate() { ctx.settings.parallel_jobs.max(1) } else { 1 };
     let ticker = Ticker {
         running: Mutex::new(Vec::new()),
@@ -134,12 +160,16 @@ pub fn run(ctx: &Ctx, jobs: &[Job]) -> Vec<Outcome> {
                 eprint!("\r\x1b[K");
             });
         }
-        let r = scheduler::run(&deps, workers, |o: &Outcome| o.ok(), |i| {
+        let r = scheduler::run(&deps, &weights, workers, |o: &Outcome| o.ok(), |i| {
             let job = &jobs[i];
+            // A job holds a jobserver token while it runs, for the job its
+            // make runs without one: jobs and make jobs together stay in budget.
+            let token = if ctx.settings.parallel_jobs == 0 { None } else { ctx.jobserver().ok().and_then(|c| c.acquire().ok()) };
             let label = format!("{}/{} ({})", job.m, job.v, job.kernel.release);
             ticker.running.lock().unwrap().push(label.clone());
             let t = Instant::now();
             let o = run_one(ctx, job);
+            drop(token);
             ticker.running.lock().unwrap().retain(|l| *l != label);
             let n = ticker.done.fetch_add(1, Ordering::SeqCst) + 1;
             let what = if job.install { "installed" } else { "built" };
@@ -175,5 +205,28 @@ fn progress(n: usize, total: usize, start: Instant) -> String {
         format!(" [{n}/{total}, {:.0} s]", start.elapsed().as_secs_f64())
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_follows_the_c_sources() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/sub")).unwrap();
+        std::fs::write(d.path().join("a.c"), "x".repeat(100_000)).unwrap();
+        std::fs::write(d.path().join("src/sub/b.c"), "x".repeat(50)).unwrap();
+        std::fs::write(d.path().join("src/b.h"), "x".repeat(1_000_000)).unwrap();
+        std::fs::write(d.path().join("README"), "x".repeat(1_000_000)).unwrap();
+        assert_eq!(source_weight(d.path()), 1 + 2 + 1);
+        assert_eq!(source_weight(&d.path().join("gone")), 1);
+    }
+
+    #[test]
+    fn progress_only_for_several_jobs() {
+        assert_eq!(progress(1, 1, Instant::now()), "");
+        assert!(progress(2, 5, Instant::now()).starts_with(" [2/5, "));
     }
 }

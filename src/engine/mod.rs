@@ -68,13 +68,14 @@ impl Ctx {
         *self.isolate.get_or_init(crate::build::runner::can_isolate)
     }
 
-    /// The make jobserver shared by every build of this command.
+    /// The make jobserver shared by every build of this command: one token
+    /// per CPU of the budget. A job holds one while it runs (the job its make
+    /// runs without asking), its make's further jobs take the others.
     pub fn jobserver(&self) -> Result<&jobserver::Client> {
         if let Some(c) = self.jobserver.get() {
             return Ok(c);
         }
-        let n = self.settings.parallel_jobs.max(1);
-        let c = jobserver::Client::new(n).context("creating the make jobserver")?;
+        let c = jobserver::Client::new(self.settings.parallel_jobs.max(1)).context("creating the make jobserver")?;
         Ok(self.jobserver.get_or_init(|| c))
     }
 
