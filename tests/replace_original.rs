@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 fn test_kernel() -> Option<String> {
     let list = std::env::var("MODSYNC_TEST_KERNELS").ok().or_else(|| fs::read_to_string("/var/cache/modsync-test/kernels").ok())?;
-    list.split_whitespace().map(str::to_string).filter(|k| Path::new(&format!("/usr/src/linux-headers-{k}/include")).is_dir()).last()
+    list.split_whitespace().map(str::to_string).rfind(|k| Path::new(&format!("/usr/src/linux-headers-{k}/include")).is_dir())
 }
 
 fn run(t: &Path, args: &[&str]) -> Output {

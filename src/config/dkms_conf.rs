@@ -172,7 +172,7 @@ pub fn parse_dump(bytes: &[u8]) -> Result<Raw> {
     }
     let body = bytes.strip_suffix(b"\0").context("dkms.conf dump does not end in NUL")?;
     let fields: Vec<&[u8]> = body.split(|b| *b == 0).collect();
-    if fields.len() % 3 != 0 {
+    if !fields.len().is_multiple_of(3) {
         bail!("dkms.conf dump has {} fields, not a multiple of 3", fields.len());
     }
     for t in fields.chunks(3) {
@@ -251,7 +251,7 @@ echo noise
 "#,
         )
         .unwrap();
-        let raw = evaluate(&[conf.clone()], d.path(), &vars()).unwrap();
+        let raw = evaluate(std::slice::from_ref(&conf), d.path(), &vars()).unwrap();
         assert_eq!(raw.scalar("PACKAGE_NAME"), Some("foo"));
         assert_eq!(raw.get("BUILT_MODULE_NAME", 0), Some("foo_x"));
         assert_eq!(raw.get("BUILT_MODULE_NAME", 1), Some("bar"));
