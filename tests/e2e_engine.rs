@@ -344,6 +344,39 @@ fn add_accepts_a_relative_source_path() {
     );
 }
 
+/// A source directory added again after `remove` is copied over the existing
+/// source tree, as dkms does (a re-add after editing the source); adding it
+/// while it is still added fails (exit 3) and leaves the source tree alone.
+#[test]
+fn re_adding_a_directory_copies_over_the_source_tree() {
+    if !root_or_skip("re_adding_a_directory_copies_over_the_source_tree") {
+        return;
+    }
+    let w = World::new(&[]);
+    let edit = tempfile::tempdir().unwrap();
+    let dir = edit.path().join("hello");
+    run_ok(Command::new("cp").arg("-a").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hello-1.0")).arg(&dir));
+    let dir_s = dir.to_str().unwrap();
+    run_ok(&mut w.cmd(&["add", dir_s]));
+    fs::write(dir.join("hello.c"), "/* edited */\n").unwrap();
+    let o = run(&mut w.cmd(&["add", dir_s]));
+    assert_eq!(o.code, 3, "a second add while added must fail with dkms's exit 3:\n{}", o.show());
+    assert_ne!(
+        fs::read_to_string(w.p("src/hello-1.0/hello.c")).unwrap(),
+        "/* edited */\n",
+        "a failed add changed the source tree"
+    );
+    run_ok(&mut w.cmd(&["remove", "hello/1.0", "--all"]));
+    let o = run(&mut w.cmd(&["add", dir_s]));
+    assert_eq!(o.code, 0, "re-adding after remove (the source tree still exists):\n{}", o.show());
+    assert_eq!(
+        fs::read_to_string(w.p("src/hello-1.0/hello.c")).unwrap(),
+        "/* edited */\n",
+        "the re-add did not copy the edited source over the source tree"
+    );
+    assert!(w.status().lines().any(|l| l == "hello/1.0: added"), "status:\n{}", w.status());
+}
+
 /// b. Real Debian dkms sources, and a real driver that fails to compile.
 #[test]
 fn real_debian_drivers_and_a_broken_one() {

@@ -52,65 +52,79 @@ pub fn resolve(arg: Option<&str>, m: Option<&str>, v: Option<&str>) -> Result<Ta
 /// Files under `dir` that a non-root user could change (owned by someone
 /// else, or group/world-writable): building them as root would run their code.
 fn unsafe_entries(dir: &Path) -> Vec<PathBuf> {
-    let mut bad = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(md) = std::fs::symlink_metadata(&d) else { continue };
-        if !md.file_type().is_symlink() && (md.uid() != 0 || md.mode() & 0o022 != 0) {
-            bad.push(d.clone());
-        }
-        if md.is_dir() {
-            stack.extend(std::fs::read_dir(&d).into_iter().flatten().flatten().map(|e| e.path()));
-        }
-        if bad.len() >= 5 {
-            break;
-        }
-    }
-    bad
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.path_is_symlink())
+        .filter(|e| e.metadata().is_ok_and(|md| md.uid() != 0 || md.mode() & 0o022 != 0))
+        .map(|e| e.into_path())
+        .take(5)
+        .collect()
 }
 
+/// Copies the contents of `from` into `to`, creating it or merging over
+/// what is there, as dkms's `cp -fr from/* to` does (dotfiles included).
 fn copy_source(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     let st = std::process::Command::new("cp")
         .arg("-a")
-        .arg(from)
+        .arg(from.join("."))
         .arg(to)
         .status()
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    anyhow::ensure!(st.success(), "cp -a {} {} failed", from.display(), to.display());
+        .with_context(|| format!("running cp -a {}/. {}", from.display(), to.display()))?;
+    anyhow::ensure!(st.success(), "cp -a {}/. {} failed; check the space and permissions of {}", from.display(), to.display(), to.display());
     Ok(())
+}
+
+fn check_plain(m: &str, v: &str) -> Result<()> {
+    if !crate::config::directives::is_plain_name(m) || !crate::config::directives::is_plain_name(v) {
+        return Err(fail(code::GENERIC, format!("{m}/{v} is not a valid module name/version (letters, digits and ._+-~:@ only)")));
+    }
+    Ok(())
+}
+
+fn check_not_added(ctx: &Ctx, m: &str, v: &str) -> Result<()> {
+    match ctx.tree.source_state(m, v) {
+        SourceState::Added(_) => Err(fail(code::NOT_FOUND, format!("{m}/{v} is already added"))),
+        SourceState::Broken => {
+            log::info!("{m}/{v}: repairing its dangling source link");
+            Ok(())
+        }
+        SourceState::Absent => Ok(()),
+    }
 }
 
 /// Adds the target; returns (module, version). `kernel` is the kernel the
 /// dkms.conf is evaluated for (the first -k, or the running one).
 pub fn add(ctx: &Ctx, target: &Target, kernel: &Kernel) -> Result<(String, String)> {
     let (m, v, source) = match target {
-        Target::ModVer(m, v) => (m.clone(), v.clone(), ctx.tree.default_source(m, v)),
+        Target::ModVer(m, v) => {
+            check_plain(m, v)?;
+            check_not_added(ctx, m, v)?;
+            (m.clone(), v.clone(), ctx.tree.default_source(m, v))
+        }
         Target::Source(dir) => {
             let conf = dir.join("dkms.conf");
             let c = ctx.read_conf_at(&conf, "", "", kernel)?;
             let dest = ctx.tree.default_source(&c.package_name, &c.package_version);
             let same = std::fs::canonicalize(dir).ok() == std::fs::canonicalize(&dest).ok();
+            // Refuse before touching the source tree, so a failed add changes nothing.
+            check_plain(&c.package_name, &c.package_version)?;
+            check_not_added(ctx, &c.package_name, &c.package_version)?;
             if !same {
-                if dest.exists() {
-                    return Err(fail(
-                        code::NOT_FOUND,
-                        format!("{} already exists; add it with `modsync add {}/{}`, or remove it first", dest.display(), c.package_name, c.package_version),
-                    ));
+                // dkms copies over an existing source tree (a re-add after
+                // editing the source); --force replaces it instead.
+                if dest.exists() && ctx.opts.force {
+                    println!("Forcing install of {}-{}: replacing {}", c.package_name, c.package_version, dest.display());
+                    std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
+                } else if dest.exists() {
+                    log::info!("copying {} over the existing {}", dir.display(), dest.display());
                 }
-                std::fs::create_dir_all(&ctx.settings.source_tree).with_context(|| format!("creating {}", ctx.settings.source_tree.display()))?;
                 copy_source(dir, &dest)?;
             }
             (c.package_name, c.package_version, dest)
         }
     };
-    if !crate::config::directives::is_plain_name(&m) || !crate::config::directives::is_plain_name(&v) {
-        return Err(fail(code::GENERIC, format!("{m}/{v} is not a valid module name/version (letters, digits and ._+-~:@ only)")));
-    }
-    match ctx.tree.source_state(&m, &v) {
-        SourceState::Added(_) => return Err(fail(code::NOT_FOUND, format!("{m}/{v} is already added"))),
-        SourceState::Broken => log::info!("{m}/{v}: repairing its dangling source link"),
-        SourceState::Absent => {}
-    }
     if !source.join("dkms.conf").is_file() {
         return Err(fail(
             code::USAGE,
