@@ -73,3 +73,59 @@ fn in_kernel_module_is_archived_and_restored() {
     assert_eq!(st.trim(), format!("dummy/2.0, {k}, x86_64: built"));
     assert!(!t.join(format!("dkms/dummy/original_module/{k}")).exists());
 }
+
+/// dkms's version sanity check: a module the kernel already has in the same
+/// version is left in place (status then notes the difference, as dkms's
+/// does), and `--force-version-override` installs over it, archiving it.
+#[test]
+fn same_version_in_the_kernel_is_left_in_place() {
+    let Some(k) = test_kernel() else {
+        eprintln!("skipped: no kernel headers (run tests/setup.sh)");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path();
+    for p in ["dkms", "src/dummy-2.0", "etc/modsync", "cache"] {
+        fs::create_dir_all(t.join(p)).unwrap();
+    }
+    fs::copy("/etc/os-release", t.join("etc/os-release")).unwrap();
+    fs::write(t.join("etc/modsync/config.toml"), format!("cache_dir = \"{}\"\nsign = false\nstatus_wording = \"dkms-3.1\"\n", t.join("cache").display())).unwrap();
+    let kdir = t.join("lib/modules").join(&k);
+    fs::create_dir_all(&kdir).unwrap();
+    std::os::unix::fs::symlink(format!("/usr/src/linux-headers-{k}"), kdir.join("build")).unwrap();
+    let src = t.join("src/dummy-2.0");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-1.0");
+    fs::copy(fixture.join("hello.c"), src.join("dummy.c")).unwrap(); // MODULE_VERSION("1.0")
+    fs::write(src.join("Makefile"), "obj-m := dummy.o\n").unwrap();
+    fs::write(src.join("dkms.conf"), "PACKAGE_NAME=dummy\nPACKAGE_VERSION=2.0\nBUILT_MODULE_NAME[0]=dummy\nDEST_MODULE_LOCATION[0]=/kernel/drivers/net\n").unwrap();
+
+    // a kernel that ships this very module: our own build, copied in-tree
+    let o = run(t, &["install", "dummy/2.0", "-k", &k]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ours = kdir.join("updates/dkms/dummy.ko");
+    let in_kernel = kdir.join("kernel/drivers/net/dummy.ko");
+    fs::create_dir_all(in_kernel.parent().unwrap()).unwrap();
+    fs::copy(&ours, &in_kernel).unwrap();
+    let kernels_own = fs::read(&in_kernel).unwrap();
+    let o = run(t, &["uninstall", "dummy/2.0", "-k", &k]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!ours.exists());
+
+    let o = run(t, &["install", "dummy/2.0", "-k", &k]);
+    assert!(o.status.success(), "an install that leaves the kernel's module in place still succeeds:\n{}", text(&o));
+    assert!(text(&o).contains("leaving it in place") && text(&o).contains(&in_kernel.display().to_string()), "{}", text(&o));
+    assert!(!ours.exists(), "installed over the kernel's module of the same version");
+    assert_eq!(fs::read(&in_kernel).unwrap(), kernels_own, "the kernel's module was changed");
+    let st = text(&run(t, &["status"]));
+    assert_eq!(st.trim(), format!("dummy/2.0, {k}, x86_64: installed (Differences between built and installed modules)"));
+
+    let o = run(t, &["uninstall", "dummy/2.0", "-k", &k]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(fs::read(&in_kernel).unwrap(), kernels_own, "uninstall took the kernel's own module");
+    let o = run(t, &["install", "dummy/2.0", "-k", &k, "--force-version-override"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(ours.is_file(), "--force-version-override did not install over it:\n{}", text(&o));
+    assert!(!in_kernel.exists() && text(&o).contains("archiving"), "{}", text(&o));
+    let st = text(&run(t, &["status"]));
+    assert_eq!(st.trim(), format!("dummy/2.0, {k}, x86_64: installed (Original modules exist)"));
+}

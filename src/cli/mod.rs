@@ -68,7 +68,8 @@ pub struct Common {
     pub no_prepare_kernel: bool,
     #[arg(long = "rpm_safe_upgrade", global = true, hide = true)]
     pub rpm_safe_upgrade: bool,
-    #[arg(long, global = true, hide = true)]
+    /// Install over a module of the kernel that has the same or a newer version.
+    #[arg(long, global = true)]
     pub force_version_override: bool,
 }
 

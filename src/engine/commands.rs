@@ -189,6 +189,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
     let opts = Options {
         force: c.force,
+        force_version_override: c.force_version_override || c.rpm_safe_upgrade,
         no_depmod: c.no_depmod,
         verbose: c.verbose,
         kernelsourcedir: c.kernelsourcedir.clone(),

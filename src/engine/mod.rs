@@ -26,6 +26,9 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub force: bool,
+    /// Install over a same-named module of the kernel whatever its version
+    /// (`--force-version-override`, or rpm's `--rpm_safe_upgrade`, which forces).
+    pub force_version_override: bool,
     pub no_depmod: bool,
     pub verbose: bool,
     pub kernelsourcedir: Option<PathBuf>,

@@ -1,11 +1,13 @@
 //! Installing built modules into `/lib/modules/K/<location>` and taking them
 //! out again: every file is staged next to its destination and renamed into
 //! place; an in-kernel module of the same name is archived first and put
-//! back on uninstall (dkms's `original_module/`).
+//! back on uninstall (dkms's `original_module/`); one the kernel already has
+//! in the same or a newer version is left in place (`version_check`).
 
 pub mod compress;
 pub mod depmod;
 pub mod sign;
+pub mod version_check;
 
 use crate::config::directives::ModuleConf;
 use crate::engine::Ctx;
@@ -63,7 +65,7 @@ fn place_file(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn module_names(name: &str) -> [String; 4] {
+pub(crate) fn module_names(name: &str) -> [String; 4] {
     let base = name.split(".ko").next().unwrap_or(name);
     [format!("{base}.ko"), format!("{base}.ko.xz"), format!("{base}.ko.zst"), format!("{base}.ko.gz")]
 }
@@ -123,15 +125,19 @@ pub fn install(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel) 
     ctx.touch_kernel(k, true)?;
     let mut placed: Vec<PathBuf> = Vec::new();
     let res = place_all(ctx, conf, kernel, &built, first_install, m, &mut placed);
-    if let Err(e) = res {
+    let kept_kernels = match res {
+        Ok(n) => n,
+        Err(e) => {
         // leave no half-installed module behind: take out what this run placed
         for p in &placed {
             let _ = std::fs::remove_file(p);
         }
-        let _ = restore_originals(ctx, m, kernel);
-        return Err(e).with_context(|| format!("installing {m}/{v} for kernel {k} failed; nothing of it was left installed"));
-    }
-    if placed.is_empty() && !conf.modules.is_empty() {
+            let _ = restore_originals(ctx, m, kernel);
+            return Err(e).with_context(|| format!("installing {m}/{v} for kernel {k} failed; nothing of it was left installed"));
+        }
+    };
+    // Modules left out for the kernel's own count as done, as in dkms.
+    if placed.is_empty() && kept_kernels == 0 && !conf.modules.is_empty() {
         return Err(fail(code::INSTALL, format!("none of the modules of {m}/{v} were built for kernel {k}; installation aborted (rebuild with --force)")));
     }
     ctx.tree.set_active(m, v, k, a)?;
@@ -144,7 +150,10 @@ pub fn install(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel) 
     Ok(())
 }
 
-fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_install: bool, m: &str, placed: &mut Vec<PathBuf>) -> Result<()> {
+/// Places the built modules; returns how many were left out because the
+/// kernel already has them in the same or a newer version.
+fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_install: bool, m: &str, placed: &mut Vec<PathBuf>) -> Result<usize> {
+    let mut kept_kernels = 0;
     for spec in &conf.modules {
         let Some(file) = std::fs::read_dir(built)
             .into_iter()
@@ -157,6 +166,14 @@ fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_
         };
         let location = kernel.modules_dir.join(ctx.install_location(&spec.dest_location).trim_matches('/'));
         let dest = location.join(&file);
+        if !ctx.opts.force && !ctx.opts.force_version_override {
+            let refusal = version_check::check(&kernel.modules_dir, &built.join(&file), &dest).refusal(&file, &kernel.release);
+            if let Some(msg) = refusal {
+                eprintln!("{msg}");
+                kept_kernels += 1;
+                continue;
+            }
+        }
         if first_install {
             if let Some(orig) = find_original(&kernel.modules_dir, &location, &file) {
                 archive_original(ctx, m, kernel, &orig)?;
@@ -165,7 +182,7 @@ fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_
         place_file(&built.join(&file), &dest)?;
         placed.push(dest);
     }
-    Ok(())
+    Ok(kept_kernels)
 }
 
 fn archive_original(ctx: &Ctx, m: &str, kernel: &Kernel, orig: &Path) -> Result<()> {
