@@ -116,6 +116,9 @@ fn setup(root: &Root, k: &str, v: &str, r: &str) {
             r#"
 E={E}
 rm -rf /var/lib/dkms /usr/src/hello-* /usr/src/broken-* /usr/src/kernels /var/lib/rpm /var/cache/dnf
+# the host's module trees as the headers packages ship them (build, source):
+# modules a host dkms or modsync installed (the README's example) must not count
+for d in /usr/lib/modules/*/; do find "$d" -mindepth 1 -maxdepth 1 ! -name build ! -name source -exec rm -rf {{}} +; done
 ln -sfn /usr/bin/modsync /usr/sbin/dkms
 # an rpm distribution's rpmdb location (Debian's rpm defaults to ~/.rpmdb)
 mkdir -p /etc/rpm /var/lib/rpm /etc/dnf/vars /etc/dnf/plugins /etc/yum.repos.d
