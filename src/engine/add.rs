@@ -114,11 +114,13 @@ pub fn add(ctx: &Ctx, target: &Target, kernel: &Kernel) -> Result<(String, Strin
             if !same {
                 // dkms copies over an existing source tree (a re-add after
                 // editing the source); --force replaces it instead.
-                if dest.exists() && ctx.opts.force {
-                    println!("Forcing install of {}-{}: replacing {}", c.package_name, c.package_version, dest.display());
-                    std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
-                } else if dest.exists() {
-                    log::info!("copying {} over the existing {}", dir.display(), dest.display());
+                if dest.exists() {
+                    if ctx.opts.force {
+                        println!("Forcing install of {}-{}: replacing {}", c.package_name, c.package_version, dest.display());
+                        std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
+                    } else {
+                        log::info!("copying {} over the existing {}", dir.display(), dest.display());
+                    }
                 }
                 copy_source(dir, &dest)?;
             }

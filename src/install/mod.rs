@@ -70,31 +70,25 @@ pub(crate) fn module_names(name: &str) -> [String; 4] {
     [format!("{base}.ko"), format!("{base}.ko.xz"), format!("{base}.ko.zst"), format!("{base}.ko.gz")]
 }
 
-/// The in-kernel module a new module would shadow: searched as dkms does
-/// (extra/, updates/, the destination, then the whole tree), skipping our own
-/// install location.
-fn find_original(kdir: &Path, own_location: &Path, file: &str) -> Option<PathBuf> {
-    let names = module_names(file);
+/// The in-kernel module a new module would shadow, among the `namesakes`
+/// (every same-named module under `kdir`, see [`version_check::namesakes`]):
+/// searched as dkms does (extra/, updates/, then the kernel's own tree),
+/// skipping our own install location.
+fn find_original(namesakes: &[PathBuf], kdir: &Path, own_location: &Path, file: &str) -> Option<PathBuf> {
     for sub in ["extra", "updates"] {
-        for n in &names {
-            let p = kdir.join(sub).join(n);
-            if p.is_file() && p.parent() != Some(own_location) {
+        let dir = kdir.join(sub);
+        if dir == own_location {
+            continue;
+        }
+        for n in module_names(file) {
+            let p = dir.join(n);
+            if namesakes.contains(&p) {
                 return Some(p);
             }
         }
     }
-    let mut stack = vec![kdir.join("kernel")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                stack.push(p);
-            } else if names.iter().any(|n| e.file_name().to_string_lossy() == *n) {
-                return Some(p);
-            }
-        }
-    }
-    None
+    let tree = kdir.join("kernel");
+    namesakes.iter().find(|p| p.starts_with(&tree)).cloned()
 }
 
 /// Installs the built m/v for `kernel`. The caller runs depmod at the end.
@@ -125,19 +119,19 @@ pub fn install(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel) 
     ctx.touch_kernel(k, true)?;
     let mut placed: Vec<PathBuf> = Vec::new();
     let res = place_all(ctx, conf, kernel, &built, first_install, m, &mut placed);
-    let kept_kernels = match res {
+    let left_to_kernel = match res {
         Ok(n) => n,
         Err(e) => {
-        // leave no half-installed module behind: take out what this run placed
-        for p in &placed {
-            let _ = std::fs::remove_file(p);
-        }
+            // leave no half-installed module behind: take out what this run placed
+            for p in &placed {
+                let _ = std::fs::remove_file(p);
+            }
             let _ = restore_originals(ctx, m, kernel);
             return Err(e).with_context(|| format!("installing {m}/{v} for kernel {k} failed; nothing of it was left installed"));
         }
     };
-    // Modules left out for the kernel's own count as done, as in dkms.
-    if placed.is_empty() && kept_kernels == 0 && !conf.modules.is_empty() {
+    // Modules left to the kernel's own count as done, as in dkms.
+    if placed.is_empty() && left_to_kernel == 0 && !conf.modules.is_empty() {
         return Err(fail(code::INSTALL, format!("none of the modules of {m}/{v} were built for kernel {k}; installation aborted (rebuild with --force)")));
     }
     ctx.tree.set_active(m, v, k, a)?;
@@ -153,7 +147,7 @@ pub fn install(ctx: &Ctx, m: &str, v: &str, conf: &ModuleConf, kernel: &Kernel) 
 /// Places the built modules; returns how many were left out because the
 /// kernel already has them in the same or a newer version.
 fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_install: bool, m: &str, placed: &mut Vec<PathBuf>) -> Result<usize> {
-    let mut kept_kernels = 0;
+    let mut left_to_kernel = 0;
     for spec in &conf.modules {
         let Some(file) = std::fs::read_dir(built)
             .into_iter()
@@ -166,23 +160,24 @@ fn place_all(ctx: &Ctx, conf: &ModuleConf, kernel: &Kernel, built: &Path, first_
         };
         let location = kernel.modules_dir.join(ctx.install_location(&spec.dest_location).trim_matches('/'));
         let dest = location.join(&file);
-        if !ctx.opts.force && !ctx.opts.force_version_override {
-            let refusal = version_check::check(&kernel.modules_dir, &built.join(&file), &dest).refusal(&file, &kernel.release);
-            if let Some(msg) = refusal {
+        let check_version = !ctx.opts.force && !ctx.opts.force_version_override;
+        let namesakes = if check_version || first_install { version_check::namesakes(&kernel.modules_dir, &file) } else { Vec::new() };
+        if check_version {
+            if let Some(msg) = version_check::check(&namesakes, &built.join(&file), &dest).refusal(&file, &kernel.release) {
                 eprintln!("{msg}");
-                kept_kernels += 1;
+                left_to_kernel += 1;
                 continue;
             }
         }
         if first_install {
-            if let Some(orig) = find_original(&kernel.modules_dir, &location, &file) {
+            if let Some(orig) = find_original(&namesakes, &kernel.modules_dir, &location, &file) {
                 archive_original(ctx, m, kernel, &orig)?;
             }
         }
         place_file(&built.join(&file), &dest)?;
         placed.push(dest);
     }
-    Ok(kept_kernels)
+    Ok(left_to_kernel)
 }
 
 fn archive_original(ctx: &Ctx, m: &str, kernel: &Kernel, orig: &Path) -> Result<()> {
@@ -316,11 +311,12 @@ mod tests {
         std::fs::write(k.join("kernel/drivers/x/foo.ko.xz"), "").unwrap();
         std::fs::write(k.join("updates/dkms/foo.ko"), "").unwrap();
         let own = k.join("updates/dkms");
-        assert_eq!(find_original(k, &own, "foo.ko"), Some(k.join("kernel/drivers/x/foo.ko.xz")));
+        let find = |file: &str| find_original(&version_check::namesakes(k, file), k, &own, file);
+        assert_eq!(find("foo.ko"), Some(k.join("kernel/drivers/x/foo.ko.xz")));
         std::fs::create_dir_all(k.join("extra")).unwrap();
         std::fs::write(k.join("extra/foo.ko"), "").unwrap();
-        assert_eq!(find_original(k, &own, "foo.ko"), Some(k.join("extra/foo.ko")));
-        assert_eq!(find_original(k, &own, "bar.ko"), None);
+        assert_eq!(find("foo.ko"), Some(k.join("extra/foo.ko")));
+        assert_eq!(find("bar.ko"), None);
     }
 
     #[test]

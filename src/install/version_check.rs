@@ -45,14 +45,12 @@ impl Verdict {
         match self {
             Verdict::Install => None,
             Verdict::Same { existing, version } => Some(format!(
-                "{file}: kernel {kernel} already has {} ({}, {}); leaving it in place (use --force to install over it)",
-                file,
+                "{file}: kernel {kernel} already has {file} ({}, {}); leaving it in place (use --force to install over it)",
                 existing.display(),
                 shown(version)
             )),
             Verdict::Newer { existing, version, ours } => Some(format!(
-                "{file}: kernel {kernel} already has a newer {} ({}, {}) than this one ({}); leaving it in place (use --force to install over it)",
-                file,
+                "{file}: kernel {kernel} already has a newer {file} ({}, {}) than this one ({}); leaving it in place (use --force to install over it)",
                 existing.display(),
                 shown(version),
                 shown(ours)
@@ -78,32 +76,32 @@ fn modinfo_version(path: &Path) -> Option<String> {
     }
 }
 
-/// Modules named like `file` (any compression) anywhere under `kdir`, not
-/// following the `build`/`source` links, skipping our own destination.
-fn same_named(kdir: &Path, file: &str, ours: &Path) -> Vec<PathBuf> {
+/// Every module file named like `file` (any compression) under `kdir`,
+/// symlinks included, not following the `build`/`source` links: one walk
+/// serves both this check and the search for an original to archive.
+pub fn namesakes(kdir: &Path, file: &str) -> Vec<PathBuf> {
     let names = module_names(file);
     walkdir::WalkDir::new(kdir)
         .into_iter()
         .flatten()
-        .filter(|e| e.file_type().is_file() && names.iter().any(|n| e.file_name() == n.as_str()))
+        .filter(|e| !e.file_type().is_dir() && names.iter().any(|n| e.file_name() == n.as_str()))
         .map(|e| e.into_path())
-        .filter(|p| p != ours)
         .collect()
 }
 
 /// Checks our `built` module against the kernel's module of the same name
-/// under `kdir` (our destination `dest` excluded).
-pub fn check(kdir: &Path, built: &Path, dest: &Path) -> Verdict {
-    let file = built.file_name().unwrap_or_default().to_string_lossy();
-    let found = same_named(kdir, &file, dest);
+/// among `namesakes` (our destination `dest` and symlinks, such as
+/// weak-updates, excluded).
+pub fn check(namesakes: &[PathBuf], built: &Path, dest: &Path) -> Verdict {
+    let found: Vec<&PathBuf> = namesakes.iter().filter(|p| *p != dest && !p.is_symlink()).collect();
     match found.as_slice() {
         [] => Verdict::Install,
         [one] => verdict(one, modinfo_version(one).as_deref(), modinfo_version(built).as_deref()),
         several => {
             eprintln!(
-                "Warning: {} modules named {file} in {}; installing without the version check",
+                "Warning: {} modules named {} in the kernel's tree; installing without the version check",
                 several.len(),
-                kdir.display()
+                built.file_name().unwrap_or_default().to_string_lossy()
             );
             Verdict::Install
         }
@@ -143,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn same_named_modules_are_found_in_any_compression_but_ours() {
+    fn namesakes_are_found_in_any_compression_and_ours_is_not_checked() {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("kernel/drivers/x/foo.ko.xz");
         let ours = d.path().join("updates/dkms/foo.ko");
@@ -151,6 +149,10 @@ mod tests {
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, "").unwrap();
         }
-        assert_eq!(same_named(d.path(), "foo.ko", &ours), vec![a]);
+        let mut found = namesakes(d.path(), "foo.ko");
+        found.sort();
+        assert_eq!(found, vec![a.clone(), ours.clone()]);
+        // an unreadable kernel module leaves nothing to compare: install
+        assert_eq!(check(&found, &ours, &ours), Verdict::Install);
     }
 }
