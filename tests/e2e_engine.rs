@@ -357,23 +357,17 @@ fn re_adding_a_directory_copies_over_the_source_tree() {
     let dir = edit.path().join("hello");
     run_ok(Command::new("cp").arg("-a").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hello-1.0")).arg(&dir));
     let dir_s = dir.to_str().unwrap();
+    let edited = "/* edited */\n";
+    let in_source_tree = || fs::read_to_string(w.p("src/hello-1.0/hello.c")).unwrap();
     run_ok(&mut w.cmd(&["add", dir_s]));
-    fs::write(dir.join("hello.c"), "/* edited */\n").unwrap();
+    fs::write(dir.join("hello.c"), edited).unwrap();
     let o = run(&mut w.cmd(&["add", dir_s]));
     assert_eq!(o.code, 3, "a second add while added must fail with dkms's exit 3:\n{}", o.show());
-    assert_ne!(
-        fs::read_to_string(w.p("src/hello-1.0/hello.c")).unwrap(),
-        "/* edited */\n",
-        "a failed add changed the source tree"
-    );
+    assert_ne!(in_source_tree(), edited, "a failed add changed the source tree");
     run_ok(&mut w.cmd(&["remove", "hello/1.0", "--all"]));
     let o = run(&mut w.cmd(&["add", dir_s]));
     assert_eq!(o.code, 0, "re-adding after remove (the source tree still exists):\n{}", o.show());
-    assert_eq!(
-        fs::read_to_string(w.p("src/hello-1.0/hello.c")).unwrap(),
-        "/* edited */\n",
-        "the re-add did not copy the edited source over the source tree"
-    );
+    assert_eq!(in_source_tree(), edited, "the re-add did not copy the edited source over the source tree");
     assert!(w.status().lines().any(|l| l == "hello/1.0: added"), "status:\n{}", w.status());
 }
 

@@ -30,11 +30,15 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-#[test]
-fn in_kernel_module_is_archived_and_restored() {
+/// A world in a temp dir T for a test kernel K (headers linked, nothing else
+/// in its module tree) with the source of dummy/2.0: the example module
+/// (MODULE_VERSION "1.0") renamed `dummy`, meant for `/kernel/drivers/net`
+/// like the kernel's own dummy.ko. Returns T, K and `T/lib/modules/K`, or
+/// None (the test skips) without kernel headers.
+fn dummy_world() -> Option<(tempfile::TempDir, String, PathBuf)> {
     let Some(k) = test_kernel() else {
         eprintln!("skipped: no kernel headers (run tests/setup.sh)");
-        return;
+        return None;
     };
     let d = tempfile::tempdir().unwrap();
     let t = d.path();
@@ -44,15 +48,23 @@ fn in_kernel_module_is_archived_and_restored() {
     fs::copy("/etc/os-release", t.join("etc/os-release")).unwrap();
     fs::write(t.join("etc/modsync/config.toml"), format!("cache_dir = \"{}\"\nsign = false\nstatus_wording = \"dkms-3.1\"\n", t.join("cache").display())).unwrap();
     let kdir = t.join("lib/modules").join(&k);
-    let orig: PathBuf = kdir.join("kernel/drivers/net/dummy.ko");
-    fs::create_dir_all(orig.parent().unwrap()).unwrap();
-    fs::write(&orig, b"the in-kernel dummy module").unwrap();
+    fs::create_dir_all(&kdir).unwrap();
     std::os::unix::fs::symlink(format!("/usr/src/linux-headers-{k}"), kdir.join("build")).unwrap();
     let src = t.join("src/dummy-2.0");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-1.0");
     fs::copy(fixture.join("hello.c"), src.join("dummy.c")).unwrap();
     fs::write(src.join("Makefile"), "obj-m := dummy.o\n").unwrap();
     fs::write(src.join("dkms.conf"), "PACKAGE_NAME=dummy\nPACKAGE_VERSION=2.0\nBUILT_MODULE_NAME[0]=dummy\nDEST_MODULE_LOCATION[0]=/kernel/drivers/net\n").unwrap();
+    Some((d, k, kdir))
+}
+
+#[test]
+fn in_kernel_module_is_archived_and_restored() {
+    let Some((d, k, kdir)) = dummy_world() else { return };
+    let t = d.path();
+    let orig: PathBuf = kdir.join("kernel/drivers/net/dummy.ko");
+    fs::create_dir_all(orig.parent().unwrap()).unwrap();
+    fs::write(&orig, b"the in-kernel dummy module").unwrap();
 
     let o = run(t, &["install", "dummy/2.0", "-k", &k]);
     assert!(o.status.success(), "{}", text(&o));
@@ -79,25 +91,8 @@ fn in_kernel_module_is_archived_and_restored() {
 /// does), and `--force-version-override` installs over it, archiving it.
 #[test]
 fn same_version_in_the_kernel_is_left_in_place() {
-    let Some(k) = test_kernel() else {
-        eprintln!("skipped: no kernel headers (run tests/setup.sh)");
-        return;
-    };
-    let d = tempfile::tempdir().unwrap();
+    let Some((d, k, kdir)) = dummy_world() else { return };
     let t = d.path();
-    for p in ["dkms", "src/dummy-2.0", "etc/modsync", "cache"] {
-        fs::create_dir_all(t.join(p)).unwrap();
-    }
-    fs::copy("/etc/os-release", t.join("etc/os-release")).unwrap();
-    fs::write(t.join("etc/modsync/config.toml"), format!("cache_dir = \"{}\"\nsign = false\nstatus_wording = \"dkms-3.1\"\n", t.join("cache").display())).unwrap();
-    let kdir = t.join("lib/modules").join(&k);
-    fs::create_dir_all(&kdir).unwrap();
-    std::os::unix::fs::symlink(format!("/usr/src/linux-headers-{k}"), kdir.join("build")).unwrap();
-    let src = t.join("src/dummy-2.0");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-1.0");
-    fs::copy(fixture.join("hello.c"), src.join("dummy.c")).unwrap(); // MODULE_VERSION("1.0")
-    fs::write(src.join("Makefile"), "obj-m := dummy.o\n").unwrap();
-    fs::write(src.join("dkms.conf"), "PACKAGE_NAME=dummy\nPACKAGE_VERSION=2.0\nBUILT_MODULE_NAME[0]=dummy\nDEST_MODULE_LOCATION[0]=/kernel/drivers/net\n").unwrap();
 
     // a kernel that ships this very module: our own build, copied in-tree
     let o = run(t, &["install", "dummy/2.0", "-k", &k]);
