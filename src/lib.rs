@@ -1,14 +1,27 @@
 //! modsync: rebuilds out-of-tree kernel modules for every kernel, a drop-in
-//! replacement for DKMS. The library holds the whole engine; `main.rs` only
-//! parses the command line and reports errors.
+//! replacement for DKMS. The direction of use is one way, from the top:
+//!
+//! - [`cli`]: the command line (clap) and its dkms meaning;
+//! - [`hook`]: what package-manager hooks ask, and their failure policy;
+//! - [`ops`]: one operation per verb, over one immutable context;
+//! - [`plan`]: pure decisions from facts to jobs; [`run`]: the executor;
+//! - [`build`], [`install`], [`sign`], [`cache`], [`scripts`]: the effects of one job;
+//! - [`config`], [`state`], [`kernel`]: inputs (dkms.conf, settings, the tree, kernels);
+//! - [`sys`], [`ui`], [`error`]: helpers everything uses.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod engine;
 pub mod error;
 pub mod hook;
 pub mod install;
 pub mod kernel;
-pub mod secureboot;
+pub mod ops;
+pub mod plan;
+pub mod run;
+pub mod scripts;
+pub mod sign;
 pub mod state;
+pub mod sys;
+pub mod ui;

@@ -1,12 +1,23 @@
-//! The command line: dkms 3.x's verbs and options (clap derive), plus
-//! modsync's own (`hook`, `cache`, `secureboot`, `status --json`). No file
-//! system or process work happens here.
+//! The command line: dkms 3.x's actions and options (clap derive), the same
+//! whether the binary is called `dkms` or `modsync`, plus modsync's own
+//! actions (`hook`, `cache`, `secureboot`, `status --json`). [`args`] gives
+//! the options dkms's meaning; [`dispatch`] hands them to the operations.
+//! No file system or process work happens in the definitions.
+
+pub mod args;
+pub mod dispatch;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "modsync", version, about = "Rebuilds out-of-tree kernel modules for every kernel (a drop-in replacement for dkms)")]
+#[command(
+    name = "modsync",
+    disable_version_flag = true,
+    about = "Rebuilds out-of-tree kernel modules for every kernel (a drop-in replacement for dkms)",
+    after_help = "Every dkms action and option works the same when the binary is called as dkms. \
+                  Settings: /etc/modsync/config.toml, /etc/dkms/framework.conf."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -14,116 +25,196 @@ pub struct Cli {
     pub common: Common,
 }
 
-/// Options accepted anywhere on the line, as dkms does.
+/// Options accepted anywhere on the line, as dkms accepts them.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Common {
-    /// Module (or module/version).
-    #[arg(short = 'm', long = "module", global = true)]
+    /// Module, or module/version.
+    #[arg(short = 'm', long = "module", global = true, value_name = "MODULE[/VERSION]")]
     pub module: Option<String>,
     /// Module version.
-    #[arg(short = 'v', global = true)]
+    #[arg(short = 'v', global = true, value_name = "VERSION")]
     pub module_version: Option<String>,
     /// Kernel release, optionally /arch (repeatable; default: the running kernel).
-    #[arg(short = 'k', long = "kernelver", global = true)]
+    #[arg(short = 'k', long = "kernelver", global = true, value_name = "KERNEL[/ARCH]")]
     pub kernels: Vec<String>,
-    /// Architecture (default: the machine's).
-    #[arg(short = 'a', long = "arch", global = true)]
-    pub arch: Option<String>,
+    /// Architecture (repeatable; one applies to every kernel; default: the machine's).
+    #[arg(short = 'a', long = "arch", global = true, value_name = "ARCH")]
+    pub arches: Vec<String>,
     /// Every kernel the module is built for (uninstall, unbuild, remove).
     #[arg(long, global = true)]
     pub all: bool,
-    /// Rebuild / reinstall even if current; ignore BUILD_DEPENDS and source permission checks.
+    /// Rebuild or reinstall even if current; skip the version check and BUILD_DEPENDS.
     #[arg(long, global = true)]
     pub force: bool,
-    /// CPU budget for all builds of this command (make jobserver); 0 = unlimited.
-    #[arg(short = 'j', global = true)]
+    /// Install over a module of the kernel whatever its version.
+    #[arg(long, global = true)]
+    pub force_version_override: bool,
+    /// make's -j for every build, as dkms passes it (0: unlimited).
+    #[arg(short = 'j', global = true, value_name = "N")]
     pub jobs: Option<usize>,
     /// Use this dkms.conf instead of the module's own.
-    #[arg(short = 'c', global = true)]
+    #[arg(short = 'c', global = true, value_name = "DKMS.CONF")]
     pub conf: Option<PathBuf>,
-    /// Kernel headers directory (default: /lib/modules/KVER/build).
-    #[arg(long, global = true)]
+    /// The kernel configuration to build against (default: the headers').
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    pub kernel_config: Option<PathBuf>,
+    /// The kernel headers directory (default: /lib/modules/KERNEL/build).
+    #[arg(long, global = true, value_name = "DIR")]
     pub kernelsourcedir: Option<PathBuf>,
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR")]
     pub dkmstree: Option<PathBuf>,
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR")]
     pub sourcetree: Option<PathBuf>,
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR")]
     pub installtree: Option<PathBuf>,
+    /// Set a dkms.conf directive, NAME=value (repeatable).
+    #[arg(long = "directive", global = true, value_name = "NAME=VALUE")]
+    pub directives: Vec<String>,
+    /// The kernel whose installed modules `match` copies.
+    #[arg(long, global = true, value_name = "KERNEL")]
+    pub templatekernel: Option<String>,
+    /// The tarball for mktarball or ldtarball.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    #[arg(long, global = true)]
+    pub binaries_only: bool,
+    #[arg(long, global = true)]
+    pub source_only: bool,
     /// Do not run depmod.
     #[arg(long, global = true)]
     pub no_depmod: bool,
+    /// Load the new modules after installing for the running kernel.
+    #[arg(long, global = true)]
+    pub modprobe_on_install: bool,
+    /// Install modules as symbolic links into the DKMS tree.
+    #[arg(long, global = true)]
+    pub symlink_modules: bool,
+    /// Part of an RPM upgrade: a remove of the version just added is skipped.
+    #[arg(long = "rpm_safe_upgrade", global = true)]
+    pub rpm_safe_upgrade: bool,
     /// No output.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
-    /// More output (debug logs with RUST_LOG too).
+    /// More output (debug logs with RUST_LOG=debug).
     #[arg(long, global = true)]
     pub verbose: bool,
-    /// Accepted for dkms compatibility; no effect.
+    /// Print the version.
+    #[arg(short = 'V', long = "version", global = true)]
+    pub version: bool,
+    #[arg(long, global = true, hide = true)]
+    pub debug: bool,
     #[arg(long, global = true, hide = true)]
     pub no_initrd: bool,
     #[arg(long, global = true, hide = true)]
     pub no_clean_kernel: bool,
     #[arg(long, global = true, hide = true)]
     pub no_prepare_kernel: bool,
-    #[arg(long = "rpm_safe_upgrade", global = true, hide = true)]
-    pub rpm_safe_upgrade: bool,
-    /// Install over a module of the kernel that has the same or a newer version.
-    #[arg(long, global = true)]
-    pub force_version_override: bool,
+}
+
+/// Positional arguments: MODULE/VERSION, a source directory, a dkms.conf, a tarball.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Targets {
+    #[arg(value_name = "MODULE/VERSION|DIR|DKMS.CONF")]
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Register a module: MODULE/VERSION, a source directory, or a dkms.conf path.
-    Add { target: Option<String> },
+    /// Register a module version: MODULE/VERSION, a source directory, or its dkms.conf.
+    Add(Targets),
     /// Build for the given kernels.
-    Build { target: Option<String> },
+    Build(Targets),
     /// Build if needed, then install for the given kernels.
-    Install { target: Option<String> },
-    /// Take installed modules out of the kernels (they stay built).
-    Uninstall { target: Option<String> },
+    Install(Targets),
+    /// Take an installed module out of the kernels (it stays built).
+    Uninstall(Targets),
     /// Uninstall and delete the builds.
-    Unbuild { target: Option<String> },
-    /// Unbuild; with --all, also unregister the module.
-    Remove { target: Option<String> },
-    /// Show what is added, built, installed or failed.
+    Unbuild(Targets),
+    /// Unbuild; the version leaves the tree once it is built for no kernel.
+    Remove(Targets),
+    /// Show what is added, built and installed.
     Status {
-        target: Option<String>,
-        /// Machine-readable output.
+        #[command(flatten)]
+        t: Targets,
+        /// Machine-readable output (with the last failed builds).
         #[arg(long)]
         json: bool,
     },
-    /// Build and install every AUTOINSTALL module for the kernels.
-    Autoinstall,
-    /// dkms's kernel_postinst (= autoinstall).
-    #[command(name = "kernel_postinst")]
-    KernelPostinst,
-    /// dkms's kernel_prerm: drop every module built for the kernel.
-    #[command(name = "kernel_prerm")]
-    KernelPrerm,
-    /// dkms's kernel_preinst: nothing to do (the ABI is kept on upgrades).
+    /// Build and install every AUTOINSTALL module for one kernel.
+    Autoinstall(Targets),
+    /// Install on -k the module versions installed on --templatekernel.
+    Match(Targets),
+    /// Create the module signing key and certificate if they are missing.
+    #[command(name = "generate_mok")]
+    GenerateMok(Targets),
+    /// A kernel is about to be upgraded: drop its AUTOINSTALL modules.
     #[command(name = "kernel_preinst")]
-    KernelPreinst,
-    /// Entry point of the package-manager hooks.
+    KernelPreinst(Targets),
+    /// A kernel was installed: autoinstall for it.
+    #[command(name = "kernel_postinst")]
+    KernelPostinst(Targets),
+    /// A kernel is being removed: drop every module built for it.
+    #[command(name = "kernel_prerm")]
+    KernelPrerm(Targets),
+    /// Entry point of the package-manager hooks (modsync's own).
     Hook {
         manager: String,
-        /// Empty for `modsync hook dnf` (its input is the JSON on stdin).
+        /// Empty for `modsync hook dnf` (its input is JSON on stdin).
         #[arg(default_value = "")]
         event: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Show or clear the build cache.
+    /// Show or clear the build cache (modsync's own).
     Cache {
         #[arg(value_parser = ["show", "clear"], default_value = "show")]
         action: String,
     },
-    /// Explain Secure Boot and the module signing key's enrolment.
+    /// Explain Secure Boot and the enrolment of the signing key (modsync's own).
     Secureboot,
-    /// Create the module signing key if it is missing.
-    #[command(name = "generate_mok")]
-    GenerateMok,
+}
+
+impl Command {
+    /// dkms's name of the action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Add(_) => "add",
+            Command::Build(_) => "build",
+            Command::Install(_) => "install",
+            Command::Uninstall(_) => "uninstall",
+            Command::Unbuild(_) => "unbuild",
+            Command::Remove(_) => "remove",
+            Command::Status { .. } => "status",
+            Command::Autoinstall(_) => "autoinstall",
+            Command::Match(_) => "match",
+            Command::GenerateMok(_) => "generate_mok",
+            Command::KernelPreinst(_) => "kernel_preinst",
+            Command::KernelPostinst(_) => "kernel_postinst",
+            Command::KernelPrerm(_) => "kernel_prerm",
+            Command::Hook { .. } => "hook",
+            Command::Cache { .. } => "cache",
+            Command::Secureboot => "secureboot",
+        }
+    }
+
+    pub fn targets(&self) -> &[String] {
+        match self {
+            Command::Add(t)
+            | Command::Build(t)
+            | Command::Install(t)
+            | Command::Uninstall(t)
+            | Command::Unbuild(t)
+            | Command::Remove(t)
+            | Command::Autoinstall(t)
+            | Command::Match(t)
+            | Command::GenerateMok(t)
+            | Command::KernelPreinst(t)
+            | Command::KernelPostinst(t)
+            | Command::KernelPrerm(t)
+            | Command::Status { t, .. } => &t.targets,
+            _ => &[],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,19 +223,52 @@ mod tests {
 
     #[test]
     fn parses_dkms_command_lines() {
-        let c = Cli::try_parse_from(["dkms", "install", "v4l2loopback/0.12.7", "-k", "6.1.0-56-amd64", "-k", "6.1.0-54-amd64/x86_64"]).unwrap();
-        assert!(matches!(c.command, Some(Command::Install { target: Some(ref t) }) if t == "v4l2loopback/0.12.7"));
+        let c = Cli::try_parse_from([
+            "dkms",
+            "install",
+            "v4l2loopback/0.12.7",
+            "-k",
+            "6.1.0-56-amd64",
+            "-k",
+            "6.1.0-54-amd64/x86_64",
+        ])
+        .unwrap();
+        assert_eq!(c.command.as_ref().unwrap().targets(), ["v4l2loopback/0.12.7"]);
         assert_eq!(c.common.kernels, vec!["6.1.0-56-amd64", "6.1.0-54-amd64/x86_64"]);
         let c = Cli::try_parse_from(["dkms", "remove", "-m", "foo", "-v", "1.0", "--all"]).unwrap();
-        assert_eq!(c.common.module.as_deref(), Some("foo"));
-        assert_eq!(c.common.module_version.as_deref(), Some("1.0"));
-        assert!(c.common.all);
-        let c = Cli::try_parse_from(["dkms", "--verbose", "autoinstall", "--kernelver=6.1"]).unwrap();
+        assert_eq!(
+            (
+                c.common.module.as_deref(),
+                c.common.module_version.as_deref(),
+                c.common.all
+            ),
+            (Some("foo"), Some("1.0"), true)
+        );
+        let c = Cli::try_parse_from(["dkms", "--verbose", "autoinstall", "--kernelver=6.1", "-a", "x86_64"]).unwrap();
         assert!(c.common.verbose);
-        assert_eq!(c.common.kernels, vec!["6.1"]);
-        let c = Cli::try_parse_from(["modsync", "hook", "kernel-install", "add", "6.1", "/boot/x", "/boot/vmlinuz-6.1"]).unwrap();
-        assert!(matches!(c.command, Some(Command::Hook { ref args, .. }) if args.len() == 3));
-        assert!(Cli::try_parse_from(["dkms", "kernel_postinst", "-k", "6.1"]).is_ok());
+        assert_eq!(
+            (c.common.kernels.clone(), c.common.arches.clone()),
+            (vec!["6.1".to_string()], vec!["x86_64".to_string()])
+        );
+        let c = Cli::try_parse_from([
+            "dkms", "build", "-k", "6.1", "-m", "t", "-v", "1", "--config", "/tmp/k", "--force",
+        ])
+        .unwrap();
+        assert_eq!(c.common.kernel_config, Some(PathBuf::from("/tmp/k")));
+        assert!(Cli::try_parse_from(["dkms", "match", "--templatekernel=fake", "-k", "6.1"]).is_ok());
+        assert!(Cli::try_parse_from([
+            "modsync",
+            "hook",
+            "kernel-install",
+            "add",
+            "6.1",
+            "/boot/x",
+            "/boot/vmlinuz-6.1"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from(["dkms", "kernel_prerm", "-k", "6.1"]).is_ok());
+        assert!(Cli::try_parse_from(["dkms", "--version"]).unwrap().common.version);
         assert!(Cli::try_parse_from(["dkms", "frobnicate"]).is_err());
+        assert!(Cli::try_parse_from(["dkms", "status", "--bogus"]).is_err());
     }
 }

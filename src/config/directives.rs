@@ -1,55 +1,46 @@
-//! The directives of a module, read from the evaluated dkms.conf arrays and
-//! validated with dkms's rules plus safety checks of our own (no path may
-//! escape its tree, names are plain). Pure: no file system access.
+//! A dkms.conf evaluated for one (module, kernel): the raw arrays from bash
+//! turned into the value the rest of the engine is handed ([`ModuleConf`]),
+//! with dkms's rules (module count from the highest index, defaults, the
+//! distribution's install location, MAKE/MAKE_MATCH and PATCH/PATCH_MATCH
+//! chosen for the kernel, BUILD_EXCLUSIVE per module) and dkms's checks,
+//! plus checks of our own: every name that becomes a path is a plain name.
+//! Pure: the kernel facts it needs are passed in.
 
-use super::dkms_conf::Raw;
-use std::collections::BTreeMap;
+use super::shell::Raw;
+use crate::kernel::kconfig::KConfig;
+use crate::kernel::version;
+use crate::sys::names::{self, Kind};
+use std::cmp::Ordering;
 
-/// One kernel module produced by the package (one `[i]` record).
+/// One kernel module the package builds (one `[i]` record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleSpec {
     pub index: usize,
     pub built_name: String,
-    /// Relative to the build directory; "" for its root.
+    /// Relative to the build directory, "" or ending in '/'.
     pub built_location: String,
     pub dest_name: String,
-    /// As written in dkms.conf (the distro default usually replaces it).
+    /// Where it is installed under `/lib/modules/K` (the distribution's
+    /// location where dkms replaces DEST_MODULE_LOCATION), e.g. `/updates/dkms`.
     pub dest_location: String,
+    /// DEST_MODULE_LOCATION as the file says it.
+    pub declared_location: String,
     pub strip: bool,
+    /// Admitted by BUILD_EXCLUSIVE for this kernel.
+    pub buildable: bool,
 }
 
-/// BUILD_EXCLUSIVE_* constraints of one index.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Exclusive {
-    pub kernel: Option<String>,
-    pub kernel_min: Option<String>,
-    pub kernel_max: Option<String>,
-    pub arch: Option<String>,
-    pub config: Option<String>,
-}
-
-impl Exclusive {
-    fn is_empty(&self) -> bool {
-        *self == Exclusive::default()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Patch {
-    pub file: String,
-    pub kernel_match: Option<String>,
-}
-
-/// Everything the engine needs from a dkms.conf.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything the engine needs from a dkms.conf, for one kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ModuleConf {
     pub package_name: String,
     pub package_version: String,
     pub modules: Vec<ModuleSpec>,
-    /// MAKE[i] and MAKE_MATCH[i].
-    pub make: BTreeMap<usize, String>,
-    pub make_match: BTreeMap<usize, String>,
-    pub patches: Vec<Patch>,
+    /// The build command chosen for this kernel, before dkms's `make`
+    /// prefix rewrite (see [`crate::build`]).
+    pub make_command: String,
+    /// Patches (relative to `patches/`) that apply to this kernel, in order.
+    pub patches: Vec<String>,
     pub pre_build: Option<String>,
     pub post_build: Option<String>,
     pub post_add: Option<String>,
@@ -58,183 +49,389 @@ pub struct ModuleConf {
     pub post_remove: Option<String>,
     pub autoinstall: bool,
     pub build_depends: Vec<String>,
-    /// Index 0 applies to every module (bash's `$X` is `${X[0]}`).
-    pub exclusive: BTreeMap<usize, Exclusive>,
+    pub build_depends_rebuild: bool,
+    pub obsolete_by: Option<String>,
+    /// No module may be built for this kernel (dkms's exit 77).
+    pub build_exclude: bool,
+    /// BUILD_EXCLUSIVE directives are set (for the package or a module).
+    pub has_exclusive: bool,
+}
+
+impl ModuleConf {
+    /// The modules built for this kernel.
+    pub fn buildable(&self) -> impl Iterator<Item = &ModuleSpec> {
+        self.modules.iter().filter(|m| m.buildable)
+    }
+}
+
+/// The result of reading: the value plus what dkms would print, split the
+/// way dkms splits its checks (`read_conf` for every verb, the strict ones
+/// only for add, build and install).
+#[derive(Debug, Clone, Default)]
+pub struct Evaluated {
+    pub conf: ModuleConf,
+    /// Problems that make the file unusable for any verb.
+    pub errors: Vec<String>,
+    /// Problems that refuse add, build and install.
+    pub strict_errors: Vec<String>,
+    /// Printed by add, build and install (zero modules, deprecated directives).
     pub warnings: Vec<String>,
 }
 
-fn opt(raw: &Raw, name: &str, i: usize) -> Option<String> {
-    raw.get(name, i).filter(|s| !s.is_empty()).map(str::to_string)
+impl Evaluated {
+    pub fn usable(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn usable_strictly(&self) -> bool {
+        self.errors.is_empty() && self.strict_errors.is_empty()
+    }
 }
 
-fn max_index(raw: &Raw, names: &[&str]) -> Option<usize> {
-    names
-        .iter()
-        .filter_map(|n| raw.array(n))
-        .filter_map(|a| a.iter().filter(|(_, v)| !v.is_empty()).map(|(i, _)| *i).max())
-        .max()
+/// The facts about the kernel and the tree that the rules need.
+#[derive(Debug, Clone, Default)]
+pub struct Context<'a> {
+    pub kernelver: &'a str,
+    pub arch: &'a str,
+    pub kernel_source_dir: &'a str,
+    pub dkms_tree: &'a str,
+    /// The module and version the file is read for (the default make
+    /// command builds in `$dkms_tree/module/module_version/build`).
+    pub module: &'a str,
+    pub module_version: &'a str,
+    /// The distribution's install location that replaces DEST_MODULE_LOCATION.
+    pub dest_override: Option<&'a str>,
+    /// The kernel configuration, when its file exists.
+    pub kconfig: Option<&'a KConfig>,
+    /// The kernel was built with clang (`LLVM=1` is added to make).
+    pub clang: bool,
+    /// dkms 3.3+'s per-module BUILD_EXCLUSIVE; dkms 3.0 reads index 0 only.
+    pub per_module_exclusive: bool,
 }
 
-/// A name that is safe as a file name and in a shell word.
-pub fn is_plain_name(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._+-~:@".contains(c))
+/// bash's `[[ s =~ re ]]`: an invalid expression matches nothing.
+pub fn regex_match(re: &str, s: &str) -> bool {
+    regex::Regex::new(re).map(|r| r.is_match(s)).unwrap_or(false)
 }
 
-/// A relative path that stays inside its directory.
-fn is_contained(p: &str) -> bool {
-    !p.starts_with('/') && !p.split('/').any(|c| c == "..")
+fn get<'a>(raw: &'a Raw, name: &str, i: usize) -> &'a str {
+    raw.get(name, i).unwrap_or("")
 }
 
-/// Builds the directives from the evaluated arrays; errors are complete
-/// sentences naming the directive and what to change.
-pub fn from_raw(raw: &Raw) -> Result<ModuleConf, String> {
+fn yes_no(raw: &Raw, name: &str, errors: &mut Vec<String>) -> bool {
+    let v = get(raw, name, 0);
+    match v.to_ascii_lowercase().as_str() {
+        "" | "no" => false,
+        "yes" => true,
+        _ => {
+            errors.push(format!("{name}={v:?} is not supported; use \"yes\" or \"no\""));
+            false
+        }
+    }
+}
+
+/// `${#NAME[@]}`: how many elements are set (dkms loops to this, not to the
+/// highest index).
+fn count(raw: &Raw, name: &str) -> usize {
+    raw.array(name).map_or(0, |a| a.len())
+}
+
+/// One set of BUILD_EXCLUSIVE values.
+#[derive(Debug, Default)]
+struct Exclusive<'a> {
+    kernel: &'a str,
+    min: &'a str,
+    max: &'a str,
+    arch: &'a str,
+    config: &'a str,
+}
+
+impl Exclusive<'_> {
+    fn is_set(&self) -> bool {
+        !(self.kernel.is_empty()
+            && self.min.is_empty()
+            && self.max.is_empty()
+            && self.arch.is_empty()
+            && self.config.is_empty())
+    }
+
+    fn admits(&self, c: &Context) -> bool {
+        if !self.kernel.is_empty() && !regex_match(self.kernel, c.kernelver) {
+            return false;
+        }
+        if !self.min.is_empty() && version::compare(c.kernelver, self.min) == Ordering::Less {
+            return false;
+        }
+        if !self.max.is_empty() && version::compare(c.kernelver, self.max) == Ordering::Greater {
+            return false;
+        }
+        if !self.arch.is_empty() && !regex_match(self.arch, c.arch) {
+            return false;
+        }
+        if let (false, Some(cfg)) = (self.config.is_empty(), c.kconfig) {
+            for word in self.config.split_whitespace() {
+                let ok = match word.strip_prefix('!') {
+                    Some(neg) => !cfg.enabled(neg),
+                    None => cfg.enabled(word),
+                };
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+fn exclusive<'a>(raw: &'a Raw, i: usize, max_override: &'a str) -> Exclusive<'a> {
+    let max = get(raw, "BUILD_EXCLUSIVE_KERNEL_MAX", i);
+    Exclusive {
+        kernel: get(raw, "BUILD_EXCLUSIVE_KERNEL", i),
+        min: get(raw, "BUILD_EXCLUSIVE_KERNEL_MIN", i),
+        max: if i == 0 && max.is_empty() { max_override } else { max },
+        arch: get(raw, "BUILD_EXCLUSIVE_ARCH", i),
+        config: get(raw, "BUILD_EXCLUSIVE_CONFIG", i),
+    }
+}
+
+fn opt(raw: &Raw, name: &str) -> Option<String> {
+    raw.scalar(name).map(str::to_string)
+}
+
+/// Builds the value from the evaluated arrays.
+pub fn evaluate(raw: &Raw, c: &Context) -> Evaluated {
+    let mut errors = Vec::new();
+    let mut strict_errors = Vec::new();
     let mut warnings = Vec::new();
-    let package_name = raw
-        .scalar("PACKAGE_NAME")
-        .ok_or("dkms.conf: no PACKAGE_NAME directive; add PACKAGE_NAME=\"<module name>\"")?
-        .to_string();
-    let package_version = raw
-        .scalar("PACKAGE_VERSION")
-        .ok_or("dkms.conf: no PACKAGE_VERSION directive; add PACKAGE_VERSION=\"<version>\"")?
-        .to_string();
-    if !is_plain_name(&package_name) {
-        return Err(format!("dkms.conf: PACKAGE_NAME {package_name:?} may only hold letters, digits and ._+-~:@"));
+    let package_name = get(raw, "PACKAGE_NAME", 0).to_string();
+    let package_version = get(raw, "PACKAGE_VERSION", 0).to_string();
+    if package_name.is_empty() {
+        errors.push("no PACKAGE_NAME directive; add PACKAGE_NAME=\"<module name>\"".into());
+    } else if let Some(p) = names::problem(Kind::Module, &package_name) {
+        errors.push(format!("PACKAGE_NAME: {p}"));
     }
-    if !is_plain_name(&package_version) || package_version.contains('/') {
-        return Err(format!("dkms.conf: PACKAGE_VERSION {package_version:?} may only hold letters, digits and ._+-~:@"));
+    if package_version.is_empty() {
+        errors.push("no PACKAGE_VERSION directive; add PACKAGE_VERSION=\"<version>\"".into());
+    } else if let Some(p) = names::problem(Kind::Version, &package_version) {
+        errors.push(format!("PACKAGE_VERSION: {p}"));
     }
 
-    let record_names = ["BUILT_MODULE_NAME", "BUILT_MODULE_LOCATION", "DEST_MODULE_NAME", "DEST_MODULE_LOCATION"];
-    let count = max_index(raw, &record_names).map_or(0, |m| m.saturating_add(1));
-    if count == 0 {
-        warnings.push("dkms.conf: zero modules specified".into());
-    }
-    let strip_default = raw.get("STRIP", 0).or(raw.get("strip", 0)).unwrap_or("");
+    let record = [
+        "BUILT_MODULE_NAME",
+        "BUILT_MODULE_LOCATION",
+        "DEST_MODULE_NAME",
+        "DEST_MODULE_LOCATION",
+    ];
+    let num = record.iter().flat_map(|n| raw.indices(n)).max().map_or(0, |m| m + 1);
+    // OBSOLETE_BY stands in for a package-wide BUILD_EXCLUSIVE_KERNEL_MAX when no module sets one.
+    let obsolete_by = opt(raw, "OBSOLETE_BY");
+    let per_module_max = (0..num).any(|i| !get(raw, "BUILD_EXCLUSIVE_KERNEL_MAX", i).is_empty());
+    let max_override = match (&obsolete_by, per_module_max) {
+        (Some(o), false) => o.as_str(),
+        _ => "",
+    };
+    let global = exclusive(raw, 0, max_override);
+    let mut any_exclusive = global.is_set();
+
     let mut modules = Vec::new();
-    for i in 0..count {
-        let built_name = match opt(raw, "BUILT_MODULE_NAME", i) {
-            Some(n) => n,
-            None if count == 1 => package_name.clone(),
-            None => return Err(format!("dkms.conf: no BUILT_MODULE_NAME for record #{i}; set BUILT_MODULE_NAME[{i}]")),
+    // STRIP[i]: n* no, y* yes, empty inherits index 0 (whose own default is
+    // the lowercase strip[0] a file may seed, else yes).
+    let lower_no = |i: usize| get(raw, "strip", i).starts_with(['n', 'N']);
+    let mut strip0 = !lower_no(0);
+    for i in 0..num {
+        let strip = match get(raw, "STRIP", i).chars().next() {
+            Some('n' | 'N') => false,
+            Some('y' | 'Y') => true,
+            None if i == 0 => !lower_no(0),
+            None => strip0,
+            Some(_) => !lower_no(i),
         };
-        let dest_location = opt(raw, "DEST_MODULE_LOCATION", i).ok_or_else(|| {
-            format!("dkms.conf: no DEST_MODULE_LOCATION for record #{i}; set DEST_MODULE_LOCATION[{i}]=\"/updates\"")
-        })?;
-        let dest_name = opt(raw, "DEST_MODULE_NAME", i).unwrap_or_else(|| built_name.clone());
-        let built_location = opt(raw, "BUILT_MODULE_LOCATION", i).unwrap_or_default();
-        for (what, v) in [("BUILT_MODULE_NAME", &built_name), ("DEST_MODULE_NAME", &dest_name)] {
-            if v.ends_with(".ko") || v.ends_with(".o") {
-                return Err(format!("dkms.conf: {what}[{i}] {v:?} must not end in .o or .ko; drop the suffix"));
-            }
-            if !is_plain_name(v) {
-                return Err(format!("dkms.conf: {what}[{i}] {v:?} is not a plain file name (no '/', spaces or shell characters)"));
-            }
+        if i == 0 {
+            strip0 = strip;
         }
-        if built_location.starts_with('/') || !is_contained(built_location.trim_end_matches('/')) {
-            return Err(format!("dkms.conf: BUILT_MODULE_LOCATION[{i}] {built_location:?} leaves the build directory; use a relative path without '..'"));
+        let mut built_name = get(raw, "BUILT_MODULE_NAME", i).to_string();
+        if built_name.is_empty() && num == 1 {
+            built_name = package_name.clone();
         }
-        let loc = dest_location.trim_end_matches('/');
-        if !["/kernel", "/updates", "/extra"].iter().any(|p| loc == *p || loc.starts_with(&format!("{p}/")))
-            || loc.split('/').any(|c| c == ".." || c == ".")
+        let dest_name = match get(raw, "DEST_MODULE_NAME", i) {
+            "" => built_name.clone(),
+            d => d.to_string(),
+        };
+        let mut built_location = get(raw, "BUILT_MODULE_LOCATION", i).to_string();
+        if !built_location.is_empty() && !built_location.ends_with('/') {
+            built_location.push('/');
+        }
+        let declared = get(raw, "DEST_MODULE_LOCATION", i).to_string();
+        if built_name.is_empty() {
+            errors.push(format!(
+                "no BUILT_MODULE_NAME for record #{i}; set BUILT_MODULE_NAME[{i}]"
+            ));
+        } else if built_name.ends_with(".o") || built_name.ends_with(".ko") {
+            errors.push(format!(
+                "BUILT_MODULE_NAME[{i}] {built_name:?} ends in .o or .ko; drop the suffix"
+            ));
+        } else if built_name.contains('/') || names::problem(Kind::Module, &built_name).is_some() {
+            errors.push(format!(
+                "BUILT_MODULE_NAME[{i}] {built_name:?} is not a plain file name"
+            ));
+        }
+        if dest_name.ends_with(".o") || dest_name.ends_with(".ko") {
+            errors.push(format!(
+                "DEST_MODULE_NAME[{i}] {dest_name:?} ends in .o or .ko; drop the suffix"
+            ));
+        } else if !dest_name.is_empty() && names::problem(Kind::Module, &dest_name).is_some() {
+            errors.push(format!("DEST_MODULE_NAME[{i}] {dest_name:?} is not a plain file name"));
+        }
+        if declared.is_empty() {
+            errors.push(format!(
+                "no DEST_MODULE_LOCATION for record #{i}; set DEST_MODULE_LOCATION[{i}]=\"/updates\""
+            ));
+        } else if !["/kernel", "/updates", "/extra"]
+            .iter()
+            .any(|p| declared.starts_with(p))
         {
-            return Err(format!("dkms.conf: DEST_MODULE_LOCATION[{i}] {dest_location:?} must start with /kernel, /updates or /extra and contain no '..'"));
+            errors.push(format!(
+                "DEST_MODULE_LOCATION[{i}] {declared:?} does not begin with /kernel, /updates or /extra"
+            ));
+        } else if declared.split('/').any(|p| p == ".." || p == ".") || declared.contains(char::is_whitespace) {
+            errors.push(format!(
+                "DEST_MODULE_LOCATION[{i}] {declared:?} must not contain '..', '.' or spaces"
+            ));
         }
-        let strip_word = raw.get("STRIP", i).filter(|s| !s.is_empty()).unwrap_or(strip_default);
-        let strip = !strip_word.to_ascii_lowercase().starts_with('n');
-        modules.push(ModuleSpec { index: i, built_name, built_location, dest_name, dest_location, strip });
+        if built_location.starts_with('/') || built_location.split('/').any(|p| p == "..") {
+            errors.push(format!("BUILT_MODULE_LOCATION[{i}] {built_location:?} leaves the build directory; use a relative path without '..'"));
+        }
+        let own = if c.per_module_exclusive && i > 0 {
+            exclusive(raw, i, "")
+        } else {
+            Exclusive::default()
+        };
+        any_exclusive |= own.is_set();
+        let buildable = global.admits(c) && own.admits(c);
+        let dest_location = c.dest_override.map(str::to_string).unwrap_or_else(|| declared.clone());
+        modules.push(ModuleSpec {
+            index: i,
+            built_name,
+            built_location,
+            dest_name,
+            dest_location,
+            declared_location: declared,
+            strip,
+            buildable,
+        });
+    }
+    let build_exclude = num > 0 && any_exclusive && !modules.iter().any(|m| m.buildable);
+
+    // MAKE[0] unless MAKE_MATCH[0] is set; the last matching MAKE_MATCH wins.
+    let mut make_command = if get(raw, "MAKE_MATCH", 0).is_empty() {
+        get(raw, "MAKE", 0).to_string()
+    } else {
+        String::new()
+    };
+    for i in 0..count(raw, "MAKE") {
+        let (m, re) = (get(raw, "MAKE", i), get(raw, "MAKE_MATCH", i));
+        if !m.is_empty() && !re.is_empty() && regex_match(re, c.kernelver) {
+            make_command = m.to_string();
+        }
+    }
+    if make_command.is_empty() {
+        make_command = format!(
+            "make -C {} M={}/{}/{}/build",
+            c.kernel_source_dir, c.dkms_tree, c.module, c.module_version
+        );
+    }
+    if c.clang {
+        make_command.push_str(" LLVM=1");
+    }
+    let patches = (0..count(raw, "PATCH"))
+        .filter(|&i| {
+            let (p, re) = (get(raw, "PATCH", i), get(raw, "PATCH_MATCH", i));
+            !p.is_empty() && (re.is_empty() || regex_match(re, c.kernelver))
+        })
+        .map(|i| get(raw, "PATCH", i).to_string())
+        .collect();
+
+    let autoinstall = yes_no(raw, "AUTOINSTALL", &mut errors);
+    let build_depends_rebuild = yes_no(raw, "BUILD_DEPENDS_REBUILD", &mut errors);
+    yes_no(raw, "NO_WEAK_MODULES", &mut errors);
+    let mut build_depends = Vec::new();
+    for d in raw
+        .array("BUILD_DEPENDS")
+        .into_iter()
+        .flat_map(|a| a.values())
+        .flat_map(|v| v.split_whitespace())
+    {
+        match names::problem(Kind::Module, d) {
+            None => build_depends.push(d.to_string()),
+            Some(p) => errors.push(format!("BUILD_DEPENDS: {p}")),
+        }
+    }
+
+    // the checks dkms makes only for add, build and install
+    if num == 0 {
+        warnings.push("zero modules specified".into());
+    }
+    for (i, m) in modules.iter().enumerate() {
+        let built = format!("{}{}", m.built_location, m.built_name);
+        if modules[..i]
+            .iter()
+            .any(|o| format!("{}{}", o.built_location, o.built_name) == built)
+        {
+            strict_errors.push(format!(
+                "module {built:?} appears twice (BUILT_MODULE_NAME[{i}]); give each module its own name"
+            ));
+        }
     }
     for (i, m) in modules.iter().enumerate() {
         if modules[..i].iter().any(|o| o.dest_name == m.dest_name) {
-            return Err(format!("dkms.conf: DEST_MODULE_NAME {:?} is used twice; give each module its own name", m.dest_name));
+            strict_errors.push(format!(
+                "module {:?} appears twice (DEST_MODULE_NAME[{i}]); give each module its own name",
+                m.dest_name
+            ));
         }
     }
-
-    let autoinstall = match raw.scalar("AUTOINSTALL").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("no") => false,
-        Some("yes") => true,
-        Some(other) => return Err(format!("dkms.conf: unsupported AUTOINSTALL value {other:?}; use \"yes\" or \"no\"")),
-    };
-
-    let mut patches = Vec::new();
-    if let Some(arr) = raw.array("PATCH") {
-        for (i, p) in arr.iter().filter(|(_, p)| !p.is_empty()) {
-            if !is_contained(p) {
-                return Err(format!("dkms.conf: PATCH[{i}] {p:?} leaves the patches directory; name a file in patches/"));
-            }
-            patches.push(Patch { file: p.clone(), kernel_match: opt(raw, "PATCH_MATCH", *i) });
+    if raw.array("CLEAN").is_some() && !matches!(get(raw, "CLEAN", 0), "true" | "/bin/true" | "/usr/bin/true") {
+        warnings.push("CLEAN is deprecated and not run: every build starts from a fresh copy of the source".into());
+    }
+    for d in [
+        "REMAKE_INITRD",
+        "MODULES_CONF",
+        "MODULES_CONF_OBSOLETES",
+        "MODULES_CONF_ALIAS_TYPE",
+        "MODULES_CONF_OBSOLETE_ONLY",
+    ] {
+        if raw.array(d).is_some() {
+            warnings.push(format!("{d} is deprecated and has no effect"));
         }
     }
-
-    let build_depends = raw
-        .array("BUILD_DEPENDS")
-        .map(|a| a.values().flat_map(|v| v.split_whitespace()).map(str::to_string).collect())
-        .unwrap_or_default();
-
-    let mut exclusive: BTreeMap<usize, Exclusive> = BTreeMap::new();
-    let ex_names = [
-        "BUILD_EXCLUSIVE_KERNEL", "BUILD_EXCLUSIVE_KERNEL_MIN", "BUILD_EXCLUSIVE_KERNEL_MAX",
-        "BUILD_EXCLUSIVE_ARCH", "BUILD_EXCLUSIVE_CONFIG",
-    ];
-    // Only the indices that are set (a sparse BUILD_EXCLUSIVE_ARCH[10**12]
-    // must not loop over every index below it).
-    let ex_indices: std::collections::BTreeSet<usize> = ex_names
-        .iter()
-        .filter_map(|n| raw.array(n))
-        .flat_map(|a| a.iter().filter(|(_, v)| !v.is_empty()).map(|(i, _)| *i))
-        .chain([0])
-        .collect();
-    for i in ex_indices {
-        let e = Exclusive {
-            kernel: opt(raw, ex_names[0], i),
-            kernel_min: opt(raw, ex_names[1], i),
-            kernel_max: opt(raw, ex_names[2], i).or_else(|| if i == 0 { opt(raw, "OBSOLETE_BY", 0) } else { None }),
-            arch: opt(raw, ex_names[3], i),
-            config: opt(raw, ex_names[4], i),
-        };
-        if !e.is_empty() {
-            exclusive.insert(i, e);
-        }
-    }
-    for d in ["REMAKE_INITRD", "MODULES_CONF", "MODULES_CONF_OBSOLETES", "MODULES_CONF_ALIAS_TYPE", "MODULES_CONF_OBSOLETE_ONLY", "OBSOLETE_BY"] {
-        if raw.scalar(d).is_some() {
-            warnings.push(format!("dkms.conf: {d} is deprecated and has no effect beyond what dkms 3 does"));
-        }
+    if obsolete_by.is_some() {
+        warnings.push("OBSOLETE_BY is deprecated; use BUILD_EXCLUSIVE_KERNEL_MAX instead".into());
     }
 
-    let script = |n: &str| -> Result<Option<String>, String> {
-        match raw.scalar(n) {
-            None => Ok(None),
-            Some(s) => {
-                let first = s.split_whitespace().next().unwrap_or("");
-                if !is_contained(first) {
-                    return Err(format!("dkms.conf: {n} script {first:?} must be a path inside the module's directory"));
-                }
-                Ok(Some(s.to_string()))
-            }
-        }
-    };
-
-    Ok(ModuleConf {
-        package_name,
-        package_version,
-        modules,
-        make: raw.array("MAKE").cloned().unwrap_or_default().into_iter().filter(|(_, v)| !v.is_empty()).collect(),
-        make_match: raw.array("MAKE_MATCH").cloned().unwrap_or_default(),
-        patches,
-        pre_build: script("PRE_BUILD")?,
-        post_build: script("POST_BUILD")?,
-        post_add: script("POST_ADD")?,
-        pre_install: script("PRE_INSTALL")?,
-        post_install: script("POST_INSTALL")?,
-        post_remove: script("POST_REMOVE")?,
-        autoinstall,
-        build_depends,
-        exclusive,
+    Evaluated {
+        conf: ModuleConf {
+            package_name,
+            package_version,
+            modules,
+            make_command,
+            patches,
+            pre_build: opt(raw, "PRE_BUILD"),
+            post_build: opt(raw, "POST_BUILD"),
+            post_add: opt(raw, "POST_ADD"),
+            pre_install: opt(raw, "PRE_INSTALL"),
+            post_install: opt(raw, "POST_INSTALL"),
+            post_remove: opt(raw, "POST_REMOVE"),
+            autoinstall,
+            build_depends,
+            build_depends_rebuild,
+            obsolete_by,
+            build_exclude,
+            has_exclusive: any_exclusive,
+        },
+        errors,
+        strict_errors,
         warnings,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -249,105 +446,228 @@ mod tests {
         r
     }
 
+    fn ctx() -> Context<'static> {
+        Context {
+            kernelver: "6.1.0-56-amd64",
+            arch: "x86_64",
+            kernel_source_dir: "/lib/modules/6.1.0-56-amd64/build",
+            dkms_tree: "/var/lib/dkms",
+            module: "foo",
+            module_version: "1.0",
+            dest_override: Some("/updates/dkms"),
+            per_module_exclusive: true,
+            ..Default::default()
+        }
+    }
+
     fn base() -> Vec<(&'static str, usize, &'static str)> {
-        vec![("PACKAGE_NAME", 0, "foo"), ("PACKAGE_VERSION", 0, "1.0"), ("DEST_MODULE_LOCATION", 0, "/updates")]
+        vec![
+            ("PACKAGE_NAME", 0, "foo"),
+            ("PACKAGE_VERSION", 0, "1.0"),
+            ("DEST_MODULE_LOCATION", 0, "/kernel/extra"),
+        ]
     }
 
-    #[test]
-    fn single_module_defaults_to_package_name() {
-        let c = from_raw(&raw(&base())).unwrap();
-        assert_eq!(c.modules.len(), 1);
-        assert_eq!(c.modules[0].built_name, "foo");
-        assert_eq!(c.modules[0].dest_name, "foo");
-        assert!(c.modules[0].strip);
-        assert!(!c.autoinstall);
-    }
-
-    #[test]
-    fn missing_name_or_version_is_explained() {
-        let e = from_raw(&raw(&[("PACKAGE_VERSION", 0, "1")])).unwrap_err();
-        assert!(e.contains("PACKAGE_NAME"), "{e}");
-        let e = from_raw(&raw(&[("PACKAGE_NAME", 0, "x")])).unwrap_err();
-        assert!(e.contains("PACKAGE_VERSION"), "{e}");
-    }
-
-    #[test]
-    fn sparse_records_need_names() {
+    fn with(extra: &[(&'static str, usize, &'static str)]) -> Evaluated {
         let mut p = base();
-        p.push(("BUILT_MODULE_NAME", 1, "bar"));
-        p.push(("DEST_MODULE_LOCATION", 1, "/updates"));
-        let e = from_raw(&raw(&p)).unwrap_err();
-        assert!(e.contains("record #0"), "{e}");
+        p.extend_from_slice(extra);
+        evaluate(&raw(&p), &ctx())
     }
 
     #[test]
-    fn escaping_paths_are_refused() {
+    fn a_single_module_takes_the_package_name_and_the_distribution_location() {
+        let e = with(&[]);
+        assert!(e.usable_strictly(), "{:?}", e.errors);
+        let m = &e.conf.modules[0];
+        assert_eq!((m.built_name.as_str(), m.dest_name.as_str()), ("foo", "foo"));
+        assert_eq!(
+            (m.dest_location.as_str(), m.declared_location.as_str()),
+            ("/updates/dkms", "/kernel/extra")
+        );
+        assert!(m.strip && m.buildable && !e.conf.build_exclude && !e.conf.autoinstall);
+        assert_eq!(
+            e.conf.make_command,
+            "make -C /lib/modules/6.1.0-56-amd64/build M=/var/lib/dkms/foo/1.0/build"
+        );
+    }
+
+    #[test]
+    fn dkms_invalid_values_fixture() {
+        let e = evaluate(
+            &raw(&[
+                ("PACKAGE_NAME", 0, "dkms_conf_test"),
+                ("PACKAGE_VERSION", 0, "1.0"),
+                ("DEST_MODULE_NAME", 0, "bar.ko"),
+                ("DEST_MODULE_LOCATION", 0, "/wrong/path"),
+                ("BUILT_MODULE_NAME", 1, "bar.o"),
+                ("DEST_MODULE_NAME", 1, "foo"),
+                ("AUTOINSTALL", 0, "maybe"),
+            ]),
+            &ctx(),
+        );
+        assert_eq!(e.errors.len(), 6, "{:#?}", e.errors);
+        assert!(e.errors[0].contains("record #0") && e.errors[5].contains("AUTOINSTALL"));
+    }
+
+    #[test]
+    fn sparse_arrays_count_to_the_highest_index() {
+        let e = evaluate(
+            &raw(&[
+                ("PACKAGE_NAME", 0, "c"),
+                ("PACKAGE_VERSION", 0, "1.0"),
+                ("BUILT_MODULE_NAME", 1, "a1"),
+                ("DEST_MODULE_LOCATION", 1, "/kernel/extra"),
+                ("BUILT_MODULE_NAME", 3, "a3"),
+                ("DEST_MODULE_LOCATION", 3, "/kernel/extra"),
+                ("DEST_MODULE_LOCATION", 4, "/oops"),
+            ]),
+            &ctx(),
+        );
+        assert_eq!(e.conf.modules.len(), 5);
+        assert_eq!(e.errors.len(), 6, "{:#?}", e.errors);
+    }
+
+    #[test]
+    fn zero_modules_and_duplicates_are_strict_checks() {
+        let e = evaluate(&raw(&[("PACKAGE_NAME", 0, "c"), ("PACKAGE_VERSION", 0, "1")]), &ctx());
+        assert!(e.usable_strictly() && e.conf.modules.is_empty() && !e.conf.build_exclude);
+        assert_eq!(e.warnings, vec!["zero modules specified"]);
+        let e = with(&[
+            ("BUILT_MODULE_NAME", 0, "a"),
+            ("BUILT_MODULE_NAME", 1, "a"),
+            ("DEST_MODULE_LOCATION", 1, "/updates"),
+        ]);
+        assert!(e.usable() && !e.usable_strictly());
+        assert_eq!(e.strict_errors.len(), 2, "{:?}", e.strict_errors);
+    }
+
+    #[test]
+    fn names_that_become_paths_are_checked() {
         for (n, v) in [
             ("BUILT_MODULE_NAME", "../evil"),
+            ("DEST_MODULE_NAME", "../../etc/x"),
             ("BUILT_MODULE_LOCATION", "../../x"),
             ("BUILT_MODULE_LOCATION", "/abs"),
             ("DEST_MODULE_LOCATION", "/updates/../../etc"),
-            ("DEST_MODULE_LOCATION", "/etc"),
-            ("PATCH", "../x.patch"),
-            ("BUILT_MODULE_NAME", "a b"),
-            ("BUILT_MODULE_NAME", "x;rm"),
-            ("BUILT_MODULE_NAME", "foo.ko"),
+            ("BUILD_DEPENDS", "../x"),
+            ("PACKAGE_NAME", "a/b"),
         ] {
             let mut p = base();
             p.retain(|(k, _, _)| *k != n);
             p.push((n, 0, v));
-            assert!(from_raw(&raw(&p)).is_err(), "{n}={v} accepted");
+            assert!(!evaluate(&raw(&p), &ctx()).usable(), "{n}={v} accepted");
         }
     }
 
     #[test]
-    fn bad_names_are_refused() {
-        let e = from_raw(&raw(&[("PACKAGE_NAME", 0, "a b"), ("PACKAGE_VERSION", 0, "1")])).unwrap_err();
-        assert!(e.contains("PACKAGE_NAME"));
-        let e = from_raw(&raw(&[("PACKAGE_NAME", 0, "a"), ("PACKAGE_VERSION", 0, "1/2")])).unwrap_err();
-        assert!(e.contains("PACKAGE_VERSION"));
-    }
-
-    #[test]
-    fn autoinstall_values() {
-        for (v, ok) in [("yes", Some(true)), ("YES", Some(true)), ("no", Some(false)), ("", Some(false)), ("Y", None)] {
-            let mut p = base();
-            p.push(("AUTOINSTALL", 0, v));
-            assert_eq!(from_raw(&raw(&p)).ok().map(|c| c.autoinstall), ok, "{v}");
-        }
+    fn make_match_and_patch_match_pick_for_the_kernel() {
+        let e = with(&[
+            ("MAKE", 0, "make zero"),
+            ("MAKE", 1, "make one"),
+            ("MAKE_MATCH", 1, "^6\\."),
+            ("MAKE", 2, "make two"),
+            ("MAKE_MATCH", 2, "^5\\."),
+        ]);
+        assert_eq!(e.conf.make_command, "make one");
+        let e = with(&[("MAKE", 0, "make x"), ("MAKE_MATCH", 0, "^9")]);
+        assert!(e.conf.make_command.starts_with("make -C "));
+        let e = with(&[
+            ("PATCH", 0, "a.patch"),
+            ("PATCH", 1, "b.patch"),
+            ("PATCH_MATCH", 1, "^5\\."),
+            ("PATCH", 2, "c.patch"),
+        ]);
+        assert_eq!(e.conf.patches, vec!["a.patch", "c.patch"]);
+        let mut c = ctx();
+        c.clang = true;
+        assert!(evaluate(&raw(&base()), &c).conf.make_command.ends_with(" LLVM=1"));
     }
 
     #[test]
     fn strip_inherits_index_zero() {
-        let mut p = base();
-        p.push(("STRIP", 0, "no"));
-        p.push(("BUILT_MODULE_NAME", 0, "a"));
-        p.push(("BUILT_MODULE_NAME", 1, "b"));
-        p.push(("DEST_MODULE_LOCATION", 1, "/updates"));
-        let c = from_raw(&raw(&p)).unwrap();
-        assert!(!c.modules[0].strip && !c.modules[1].strip);
+        let e = with(&[
+            ("STRIP", 0, "no"),
+            ("BUILT_MODULE_NAME", 0, "a"),
+            ("BUILT_MODULE_NAME", 1, "b"),
+            ("DEST_MODULE_LOCATION", 1, "/updates"),
+        ]);
+        assert!(!e.conf.modules[0].strip && !e.conf.modules[1].strip);
+        let e = with(&[
+            ("STRIP", 1, "no"),
+            ("BUILT_MODULE_NAME", 0, "a"),
+            ("BUILT_MODULE_NAME", 1, "b"),
+            ("DEST_MODULE_LOCATION", 1, "/updates"),
+        ]);
+        assert!(e.conf.modules[0].strip && !e.conf.modules[1].strip);
     }
 
     #[test]
-    fn duplicate_dest_names_are_refused() {
-        let mut p = base();
-        p.push(("BUILT_MODULE_NAME", 0, "a"));
-        p.push(("BUILT_MODULE_NAME", 1, "b"));
-        p.push(("DEST_MODULE_NAME", 1, "a"));
-        p.push(("DEST_MODULE_LOCATION", 1, "/updates"));
-        assert!(from_raw(&raw(&p)).unwrap_err().contains("twice"));
+    fn build_exclusive_index_zero_applies_to_every_module() {
+        let two = [
+            ("BUILT_MODULE_NAME", 0, "a"),
+            ("BUILT_MODULE_NAME", 1, "b"),
+            ("DEST_MODULE_LOCATION", 1, "/updates"),
+        ];
+        let mut p = two.to_vec();
+        p.push(("BUILD_EXCLUSIVE_KERNEL", 0, "^99\\..*"));
+        p.push(("BUILD_EXCLUSIVE_KERNEL", 1, ".*"));
+        p.push(("BUILD_EXCLUSIVE_ARCH", 1, "none"));
+        assert!(with(&p).conf.build_exclude);
+        let mut p = two.to_vec();
+        p.push(("BUILD_EXCLUSIVE_KERNEL_MAX", 0, "3.99"));
+        assert!(with(&p).conf.build_exclude);
+        let mut p = two.to_vec();
+        p.push(("BUILD_EXCLUSIVE_ARCH", 1, "none"));
+        let e = with(&p);
+        assert!(
+            !e.conf.build_exclude
+                && e.conf.modules[0].buildable
+                && !e.conf.modules[1].buildable
+                && e.conf.has_exclusive
+        );
+        let mut c = ctx();
+        c.per_module_exclusive = false;
+        let mut all = base();
+        all.extend_from_slice(&p);
+        assert!(
+            evaluate(&raw(&all), &c).conf.modules[1].buildable,
+            "dkms 3.0 ignores per-module values"
+        );
     }
 
     #[test]
-    fn exclusive_and_depends() {
+    fn exclusive_config_min_max_and_obsolete_by() {
+        let cfg = KConfig::parse("CONFIG_MODULES=y\n");
+        let mut c = ctx();
+        c.kconfig = Some(&cfg);
         let mut p = base();
-        p.push(("BUILD_EXCLUSIVE_KERNEL", 0, "^6\\."));
-        p.push(("BUILD_EXCLUSIVE_CONFIG", 1, "CONFIG_X"));
-        p.push(("BUILD_DEPENDS", 0, "a b"));
-        p.push(("BUILD_DEPENDS", 1, "c"));
-        let c = from_raw(&raw(&p)).unwrap();
-        assert_eq!(c.exclusive[&0].kernel.as_deref(), Some("^6\\."));
-        assert_eq!(c.exclusive[&1].config.as_deref(), Some("CONFIG_X"));
-        assert_eq!(c.build_depends, vec!["a", "b", "c"]);
+        p.push(("BUILD_EXCLUSIVE_CONFIG", 0, "CONFIG_MODULES !CONFIG_NONEXISTENT"));
+        assert!(!evaluate(&raw(&p), &c).conf.build_exclude);
+        p.push(("BUILD_EXCLUSIVE_KERNEL_MIN", 0, "6.2"));
+        assert!(evaluate(&raw(&p), &c).conf.build_exclude);
+        let e = with(&[("OBSOLETE_BY", 0, "99.0")]);
+        assert!(!e.conf.build_exclude && e.warnings.iter().any(|w| w.contains("OBSOLETE_BY")));
+        assert!(with(&[("OBSOLETE_BY", 0, "5.0")]).conf.build_exclude);
+    }
+
+    #[test]
+    fn yes_no_values_and_depends() {
+        for (v, ok) in [
+            ("yes", Some(true)),
+            ("YES", Some(true)),
+            ("no", Some(false)),
+            ("", Some(false)),
+            ("Y", None),
+        ] {
+            let e = with(&[("AUTOINSTALL", 0, v)]);
+            assert_eq!(e.usable().then_some(e.conf.autoinstall), ok, "{v}");
+        }
+        let e = with(&[
+            ("BUILD_DEPENDS", 0, "a b"),
+            ("BUILD_DEPENDS", 1, "c"),
+            ("BUILD_DEPENDS_REBUILD", 0, "yes"),
+        ]);
+        assert_eq!(e.conf.build_depends, vec!["a", "b", "c"]);
+        assert!(e.conf.build_depends_rebuild);
     }
 }

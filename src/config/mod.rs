@@ -1,7 +1,9 @@
-//! Configuration inputs: dkms.conf (evaluated by bash as dkms does), the
-//! directives read from it, and the settings of modsync and of dkms's
-//! framework.conf.
+//! Configuration: a module's dkms.conf (evaluated by bash as dkms does, then
+//! turned into a value by pure rules), dkms's framework.conf and modsync's
+//! own config.toml.
 
 pub mod directives;
 pub mod dkms_conf;
+pub mod framework;
 pub mod settings;
+pub mod shell;

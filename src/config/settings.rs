@@ -1,12 +1,13 @@
-//! Settings: modsync's own `/etc/modsync/config.toml` (serde + toml) on top of
-//! the compatible keys of dkms's `/etc/dkms/framework.conf` and
-//! `framework.conf.d/*.conf`. framework.conf is shell; plain `key=value`
-//! lines are read here without spawning anything, anything fancier is
-//! evaluated by bash.
+//! The settings in force for one run: modsync's own
+//! `/etc/modsync/config.toml` (serde + toml, unknown keys refused) over the
+//! keys of dkms's framework.conf ([`super::framework`]) over their defaults.
+//! The command line goes on top in the CLI layer. Also which dkms release
+//! modsync behaves as ([`Compat`]).
 
-use anyhow::{Context, Result};
+use super::framework::{self, Framework};
+use crate::kernel::distro::{Distro, Family};
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// modsync's config.toml. Every key is optional.
@@ -24,30 +25,129 @@ pub struct FileSettings {
     pub cache: Option<bool>,
     pub cache_dir: Option<PathBuf>,
     pub cache_max_mb: Option<u64>,
-    /// Sign modules where the kernel has CONFIG_MODULE_SIG (default true).
+    /// Sign modules where the kernel signs its own (default true).
     pub sign: Option<bool>,
     pub mok_signing_key: Option<PathBuf>,
     pub mok_certificate: Option<PathBuf>,
-    /// Regenerate an existing initramfs when modules change outside the kernel's own hooks.
+    /// Regenerate an initramfs that holds a module when the module changes.
     pub update_initramfs: Option<bool>,
-    /// `status` as dkms 3.0 prints it (Debian 12, Ubuntu 24.04: old annotation
-    /// wording, the listing stops at a module whose source is gone) or as
-    /// dkms 3.1 does (new wording, such a module is shown as `broken`).
+    /// Which dkms release the dkms command line behaves as: "3.0" or "3.4".
+    pub dkms_compat: Option<CompatName>,
+    /// The older name of `dkms_compat`: "dkms-3.0" or "dkms-3.1" (= "3.4").
     pub status_wording: Option<StatusWording>,
     /// Compile with debug information even when every module of a build is
-    /// going to be stripped (default false: `strip -g` would discard it, so
-    /// modsync asks the compiler not to produce it).
+    /// stripped (default false: `strip -g` discards it, so it is not made).
     pub debug_info: Option<bool>,
 }
 
-/// dkms renamed its status annotations in 3.1.3; scripts parse either.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum CompatName {
+    #[serde(rename = "3.0")]
+    V30,
+    #[serde(rename = "3.4")]
+    V34,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 pub enum StatusWording {
-    #[default]
     #[serde(rename = "dkms-3.0")]
     Dkms30,
     #[serde(rename = "dkms-3.1")]
     Dkms31,
+}
+
+/// The dkms release whose command-line behaviour modsync reproduces where
+/// releases differ: 3.0 (what Debian 12 and Ubuntu 24.04 ship) or 3.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    V30,
+    V34,
+}
+
+impl Compat {
+    /// What `dkms --version` prints (and make.log's first line names).
+    pub fn version_string(self) -> &'static str {
+        match self {
+            Compat::V30 => "dkms-3.0.10",
+            Compat::V34 => "dkms-3.4.3",
+        }
+    }
+
+    /// dkms 3.1.3 renamed the status annotations.
+    pub fn new_wording(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// dkms 3.0.13 added the `broken` state; before, a module whose source
+    /// is gone counts as added (and stops `status` at its first build).
+    pub fn broken_state(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// dkms 3.4.1 defers modules whose BUILD_DEPENDS is not registered
+    /// instead of failing autoinstall.
+    pub fn defers_unknown_depends(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// Exit code when a kernel's headers are missing (dkms 3.0 used 1).
+    pub fn headers_missing_code(self) -> i32 {
+        match self {
+            Compat::V30 => crate::error::code::GENERIC,
+            Compat::V34 => crate::error::code::HEADERS_MISSING,
+        }
+    }
+
+    /// dkms 3.1 stops a build when PRE_BUILD or POST_BUILD fails, with the
+    /// script's exit code; dkms 3.0 ignores their exit status.
+    pub fn build_scripts_can_fail(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// dkms 3.3 reads BUILD_EXCLUSIVE_*[i] per module; 3.0 only index 0.
+    pub fn per_module_exclusive(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// dkms 3.4 does not sign in a chroot unless `try_sign_modules=true`
+    /// (and knows try_sign_modules at all); dkms 3.0 always tries.
+    pub fn signing_policy(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// dkms 3.4 takes patches and scripts from /etc/dkms/<module>/ first.
+    pub fn etc_overrides(self) -> bool {
+        self == Compat::V34
+    }
+
+    /// The default for a distribution: the dkms it ships.
+    pub fn default_for(d: Option<&Distro>) -> Compat {
+        let major = |d: &Distro| d.version_id.split('.').next().and_then(|v| v.parse::<u32>().ok());
+        match d {
+            Some(d) if d.family == Family::Debian && major(d).is_some_and(|v| v <= 12) => Compat::V30,
+            Some(d) if d.family == Family::Ubuntu && major(d).is_some_and(|v| v <= 24) => Compat::V30,
+            _ => Compat::V34,
+        }
+    }
+}
+
+/// How builds get CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jobs {
+    /// modsync's own: every build of a command shares one make jobserver of
+    /// this many tokens (0 = unlimited).
+    Budget(usize),
+    /// dkms's `parallel_jobs` (framework.conf, the environment or `-j`):
+    /// `make -jN` for each build, as dkms runs it (0 = `-j`, unlimited).
+    Explicit(usize),
+}
+
+/// Extra options of the compression tools (framework.conf).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressOpts {
+    pub gzip: String,
+    pub xz: String,
+    pub zstd: String,
 }
 
 /// The settings in force for one run.
@@ -56,113 +156,29 @@ pub struct Settings {
     pub dkms_tree: PathBuf,
     pub source_tree: PathBuf,
     pub install_tree: PathBuf,
-    pub parallel_jobs: usize,
+    pub tmp_location: PathBuf,
+    /// Where `etc/dkms`, `etc/modsync` and os-release are read from ("/"
+    /// normally; tests point it at a fixture root).
+    pub sysconf_root: PathBuf,
+    pub compat: Compat,
+    pub jobs: Jobs,
+    pub verbose: bool,
+    pub symlink_modules: bool,
+    pub modprobe_on_install: bool,
+    pub autoinstall_all_kernels: bool,
+    pub compress: CompressOpts,
+    pub build_environment: Option<PathBuf>,
+    pub post_transaction: bool,
     pub strict: bool,
     pub cache: bool,
     pub cache_dir: PathBuf,
     pub cache_max_bytes: u64,
     pub sign: bool,
-    pub mok_key: PathBuf,
-    pub mok_cert: PathBuf,
-    pub sign_file: Option<String>,
+    /// config.toml's key and certificate; framework.conf's are read per kernel.
+    pub mok_signing_key: Option<PathBuf>,
+    pub mok_certificate: Option<PathBuf>,
     pub update_initramfs: bool,
-    pub status_wording: StatusWording,
     pub debug_info: bool,
-    pub verbose: bool,
-    pub post_transaction: Option<String>,
-    /// Where /etc/dkms and /etc/modsync live ("/" normally; tests use a fixture root).
-    pub sysconf_root: PathBuf,
-}
-
-/// framework.conf keys modsync honours.
-const FRAMEWORK_KEYS: &[&str] = &[
-    "source_tree", "dkms_tree", "install_tree", "parallel_jobs", "verbose", "sign_file",
-    "mok_signing_key", "mok_certificate", "post_transaction", "tmp_location",
-];
-
-fn unquote(v: &str) -> Option<String> {
-    let v = v.trim();
-    if let Some(s) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        return (!s.contains(['$', '`', '"', '\\'])).then(|| s.to_string());
-    }
-    if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
-        return (!s.contains('\'')).then(|| s.to_string());
-    }
-    // `~` is expanded by bash at the start and after ':' of an assignment.
-    (!v.contains(|c: char| c.is_whitespace() || "$`\"'\\;&|<>()#~".contains(c))).then(|| v.to_string())
-}
-
-/// Reads `key=value` lines; None when the text needs a shell to evaluate.
-pub fn parse_simple_shell_assignments(text: &str) -> Option<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (k, v) = line.split_once('=')?;
-        // `k= v` is not an assignment of v: bash runs v with k in its environment.
-        if v.starts_with(char::is_whitespace) {
-            return None;
-        }
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return None;
-        }
-        out.insert(k.to_string(), unquote(v)?);
-    }
-    Some(out)
-}
-
-fn framework_files(root: &Path) -> Vec<PathBuf> {
-    let mut files = vec![root.join("etc/dkms/framework.conf")];
-    if let Ok(rd) = std::fs::read_dir(root.join("etc/dkms/framework.conf.d")) {
-        let mut more: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-            .collect();
-        more.sort();
-        files.extend(more);
-    }
-    files.retain(|f| f.is_file());
-    files
-}
-
-/// The framework.conf keys we honour, from all files in dkms's order.
-fn read_framework(root: &Path) -> Result<BTreeMap<String, String>> {
-    let files = framework_files(root);
-    let mut texts = Vec::new();
-    for f in &files {
-        texts.push(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?);
-    }
-    let simple: Option<Vec<_>> = texts.iter().map(|t| parse_simple_shell_assignments(t)).collect();
-    let merged = match simple {
-        Some(maps) => maps.into_iter().flatten().collect(),
-        None => eval_framework_with_bash(&files)?,
-    };
-    Ok(merged.into_iter().filter(|(k, _)| FRAMEWORK_KEYS.contains(&k.as_str())).collect())
-}
-
-fn eval_framework_with_bash(files: &[PathBuf]) -> Result<BTreeMap<String, String>> {
-    let script = format!(
-        "for __f in \"$@\"; do . \"$__f\" >/dev/null; done; for __k in {}; do [ -n \"${{!__k+x}}\" ] && printf '%s\\0%s\\0' \"$__k\" \"${{!__k}}\"; done; true",
-        FRAMEWORK_KEYS.join(" ")
-    );
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("framework.conf")
-        .args(files)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("running bash to read framework.conf")?;
-    let mut map = BTreeMap::new();
-    let fields: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
-    for kv in fields.chunks(2) {
-        if let [k, v] = kv {
-            map.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
-        }
-    }
-    Ok(map)
 }
 
 pub fn parse_file_settings(text: &str) -> Result<FileSettings, toml::de::Error> {
@@ -174,45 +190,105 @@ fn cpus() -> usize {
 }
 
 impl Settings {
-    /// Loads framework.conf, then config.toml, then the environment
-    /// (`parallel_jobs`, as dkms lets it leak in), under `root`.
-    pub fn load(root: &Path) -> Result<Settings> {
-        let fw = read_framework(root)?;
+    /// `etc/dkms` under the configuration root.
+    pub fn etc_dkms(&self) -> PathBuf {
+        self.sysconf_root.join("etc/dkms")
+    }
+
+    /// Loads framework.conf (and the environment it lets in), then
+    /// config.toml, under `root`.
+    pub fn load(root: &Path, distro: Option<&Distro>) -> Result<Settings> {
         let toml_path = root.join("etc/modsync/config.toml");
         let file = match std::fs::read_to_string(&toml_path) {
-            Ok(t) => parse_file_settings(&t)
-                .with_context(|| format!("{} is not valid; fix the line named above or remove the file", toml_path.display()))?,
+            Ok(t) => parse_file_settings(&t).with_context(|| {
+                format!(
+                    "{} is not valid; fix the line named above or remove the file",
+                    toml_path.display()
+                )
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileSettings::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", toml_path.display())),
         };
-        let path = |key: &str, from_toml: &Option<PathBuf>, default: &str| -> PathBuf {
-            from_toml
-                .clone()
-                .or_else(|| fw.get(key).filter(|v| !v.is_empty()).map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from(default))
+        Self::with_file(root, distro, file)
+    }
+
+    /// Like [`Settings::load`] without config.toml (when it cannot be read,
+    /// the hooks still build with the defaults).
+    pub fn load_defaults(root: &Path, distro: Option<&Distro>) -> Result<Settings> {
+        Self::with_file(root, distro, FileSettings::default())
+    }
+
+    fn with_file(root: &Path, distro: Option<&Distro>, file: FileSettings) -> Result<Settings> {
+        let defaults = [
+            ("dkms_tree", "/var/lib/dkms".to_string()),
+            ("source_tree", "/usr/src".to_string()),
+            ("install_tree", "/lib/modules".to_string()),
+            (
+                "tmp_location",
+                std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into()),
+            ),
+            ("compress_xz_opts", "--check=crc32 --lzma2=dict=1MiB".to_string()),
+            ("compress_zstd_opts", "-q --rm -T0".to_string()),
+        ];
+        let fw = framework::read(&root.join("etc/dkms"), framework::GENERAL, &defaults, None)?;
+        Self::merge(root, distro, &fw, file)
+    }
+
+    fn merge(root: &Path, distro: Option<&Distro>, fw: &Framework, file: FileSettings) -> Result<Settings> {
+        let path = |from_toml: Option<PathBuf>, key: &str| from_toml.or_else(|| fw.get(key).map(PathBuf::from));
+        let compat = match (file.dkms_compat, file.status_wording) {
+            (Some(c), Some(w)) if (c == CompatName::V34) != (w == StatusWording::Dkms31) => {
+                bail!("config.toml sets dkms_compat and status_wording to different releases; keep only dkms_compat")
+            }
+            (Some(CompatName::V30), _) | (None, Some(StatusWording::Dkms30)) => Compat::V30,
+            (Some(CompatName::V34), _) | (None, Some(StatusWording::Dkms31)) => Compat::V34,
+            (None, None) => Compat::default_for(distro),
         };
-        let env_jobs = std::env::var("parallel_jobs").ok().and_then(|v| v.parse().ok());
-        let fw_jobs = fw.get("parallel_jobs").and_then(|v| v.parse().ok());
-        let parallel_jobs = env_jobs.or(file.parallel_jobs).or(fw_jobs).unwrap_or_else(cpus);
+        let fw_jobs = match fw.get("parallel_jobs") {
+            Some(v) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .with_context(|| format!("parallel_jobs={v:?} is not a number"))?,
+            ),
+            None => None,
+        };
+        let jobs = match (file.parallel_jobs, fw_jobs) {
+            (Some(n), _) => Jobs::Budget(n),
+            (None, Some(n)) => Jobs::Explicit(n),
+            (None, None) => Jobs::Budget(cpus()),
+        };
+        let on = |k: &str| fw.get(k).is_some();
         Ok(Settings {
-            dkms_tree: path("dkms_tree", &file.dkms_tree, "/var/lib/dkms"),
-            source_tree: path("source_tree", &file.source_tree, "/usr/src"),
-            install_tree: path("install_tree", &file.install_tree, "/lib/modules"),
-            parallel_jobs,
+            dkms_tree: path(file.dkms_tree, "dkms_tree").unwrap_or_else(|| "/var/lib/dkms".into()),
+            source_tree: path(file.source_tree, "source_tree").unwrap_or_else(|| "/usr/src".into()),
+            install_tree: path(file.install_tree, "install_tree").unwrap_or_else(|| "/lib/modules".into()),
+            tmp_location: fw
+                .get("tmp_location")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/tmp".into()),
+            sysconf_root: root.to_path_buf(),
+            compat,
+            jobs,
+            verbose: on("verbose"),
+            symlink_modules: on("symlink_modules"),
+            modprobe_on_install: on("modprobe_on_install"),
+            autoinstall_all_kernels: on("autoinstall_all_kernels"),
+            compress: CompressOpts {
+                gzip: fw.get("compress_gzip_opts").unwrap_or("").to_string(),
+                xz: fw.get("compress_xz_opts").unwrap_or("").to_string(),
+                zstd: fw.get("compress_zstd_opts").unwrap_or("").to_string(),
+            },
+            build_environment: fw.get("build_environment").map(PathBuf::from),
+            post_transaction: on("post_transaction"),
             strict: file.strict.unwrap_or(false),
             cache: file.cache.unwrap_or(true),
-            cache_dir: file.cache_dir.clone().unwrap_or_else(|| PathBuf::from("/var/cache/modsync")),
-            cache_max_bytes: file.cache_max_mb.unwrap_or(2048) * 1024 * 1024,
+            cache_dir: file.cache_dir.unwrap_or_else(|| "/var/cache/modsync".into()),
+            cache_max_bytes: file.cache_max_mb.unwrap_or(2048).saturating_mul(1024 * 1024),
             sign: file.sign.unwrap_or(true),
-            mok_key: path("mok_signing_key", &file.mok_signing_key, "/var/lib/dkms/mok.key"),
-            mok_cert: path("mok_certificate", &file.mok_certificate, "/var/lib/dkms/mok.pub"),
-            sign_file: fw.get("sign_file").filter(|v| !v.is_empty()).cloned(),
+            mok_signing_key: file.mok_signing_key,
+            mok_certificate: file.mok_certificate,
             update_initramfs: file.update_initramfs.unwrap_or(true),
-            status_wording: file.status_wording.unwrap_or_default(),
             debug_info: file.debug_info.unwrap_or(false),
-            verbose: fw.get("verbose").is_some_and(|v| !v.is_empty()),
-            post_transaction: fw.get("post_transaction").filter(|v| !v.is_empty()).cloned(),
-            sysconf_root: root.to_path_buf(),
         })
     }
 }
@@ -220,26 +296,49 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::distro::parse_os_release;
 
     #[test]
-    fn simple_assignments() {
-        let m = parse_simple_shell_assignments("# c\n\nsource_tree=\"/srv/src\"\nparallel_jobs=3\nx='a b'\n").unwrap();
-        assert_eq!(m["source_tree"], "/srv/src");
-        assert_eq!(m["parallel_jobs"], "3");
-        assert_eq!(m["x"], "a b");
-        assert!(parse_simple_shell_assignments("sign_file=\"/lib/modules/${kernelver}/x\"").is_none());
-        assert!(parse_simple_shell_assignments("if true; then x=1; fi").is_none());
+    fn toml_refuses_unknown_keys_and_reads_known_ones() {
+        assert!(parse_file_settings("strickt = true").is_err());
+        assert!(parse_file_settings("dkms_compat = \"9\"").is_err());
+        let s = parse_file_settings("strict = true\nparallel_jobs = 4\ncache = false\ndkms_compat = \"3.4\"").unwrap();
+        assert_eq!(
+            (s.strict, s.parallel_jobs, s.cache, s.dkms_compat),
+            (Some(true), Some(4), Some(false), Some(CompatName::V34))
+        );
     }
 
     #[test]
-    fn toml_rejects_unknown_keys_and_reads_known() {
-        assert!(parse_file_settings("strickt = true").is_err());
-        assert_eq!(parse_file_settings("status_wording = \"dkms-3.1\"").unwrap().status_wording, Some(StatusWording::Dkms31));
-        assert!(parse_file_settings("status_wording = \"dkms-9\"").is_err());
-        let s = parse_file_settings("strict = true\nparallel_jobs = 4\ncache = false").unwrap();
-        assert_eq!(s.strict, Some(true));
-        assert_eq!(s.parallel_jobs, Some(4));
-        assert_eq!(s.cache, Some(false));
+    fn compat_follows_the_setting_its_old_name_and_the_distribution() {
+        let deb12 = parse_os_release("ID=debian\nVERSION_ID=\"12\"\n");
+        let deb13 = parse_os_release("ID=debian\nVERSION_ID=\"13\"\n");
+        let arch = parse_os_release("ID=arch\n");
+        assert_eq!(Compat::default_for(Some(&deb12)), Compat::V30);
+        assert_eq!(Compat::default_for(Some(&deb13)), Compat::V34);
+        assert_eq!(Compat::default_for(Some(&arch)), Compat::V34);
+        let fw = Framework::default();
+        let m = |t: &str| Settings::merge(Path::new("/"), Some(&deb12), &fw, parse_file_settings(t).unwrap());
+        assert_eq!(m("").unwrap().compat, Compat::V30);
+        assert_eq!(m("status_wording = \"dkms-3.1\"").unwrap().compat, Compat::V34);
+        assert_eq!(m("dkms_compat = \"3.4\"").unwrap().compat, Compat::V34);
+        assert!(m("dkms_compat = \"3.4\"\nstatus_wording = \"dkms-3.0\"").is_err());
+    }
+
+    #[test]
+    fn parallel_jobs_from_dkms_is_explicit_from_modsync_a_budget() {
+        let mut fw = Framework::default();
+        let m = |fw: &Framework, t: &str| {
+            Settings::merge(Path::new("/"), None, fw, parse_file_settings(t).unwrap())
+                .unwrap()
+                .jobs
+        };
+        assert!(matches!(m(&fw, ""), Jobs::Budget(n) if n >= 1));
+        fw.values.insert("parallel_jobs".into(), "1".into());
+        assert_eq!(m(&fw, ""), Jobs::Explicit(1));
+        assert_eq!(m(&fw, "parallel_jobs = 3"), Jobs::Budget(3));
+        fw.values.insert("parallel_jobs".into(), "x".into());
+        assert!(Settings::merge(Path::new("/"), None, &fw, FileSettings::default()).is_err());
     }
 
     #[test]
@@ -247,18 +346,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc/dkms/framework.conf.d")).unwrap();
         std::fs::create_dir_all(d.path().join("etc/modsync")).unwrap();
-        std::fs::write(d.path().join("etc/dkms/framework.conf"), "dkms_tree=/a\nsource_tree=/s\n").unwrap();
-        std::fs::write(d.path().join("etc/dkms/framework.conf.d/x.conf"), "dkms_tree=\"/b\"\n").unwrap();
-        std::fs::write(d.path().join("etc/modsync/config.toml"), "source_tree = \"/t\"\nstrict = true\n").unwrap();
-        let s = Settings::load(d.path()).unwrap();
-        assert_eq!(s.dkms_tree, PathBuf::from("/b"));
-        assert_eq!(s.source_tree, PathBuf::from("/t"));
-        assert!(s.strict);
-        std::fs::write(d.path().join("etc/dkms/framework.conf"), "X=$(echo /c)\ndkms_tree=$X\n").unwrap();
-        std::fs::remove_file(d.path().join("etc/dkms/framework.conf.d/x.conf")).unwrap();
-        assert_eq!(Settings::load(d.path()).unwrap().dkms_tree, PathBuf::from("/c"));
+        std::fs::write(
+            d.path().join("etc/dkms/framework.conf"),
+            "dkms_tree=/a\nsource_tree=/s\npost_transaction=\"echo hi\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/modsync/config.toml"),
+            "source_tree = \"/t\"\nstrict = true\n",
+        )
+        .unwrap();
+        let s = Settings::load(d.path(), None).unwrap();
+        assert_eq!(
+            (s.dkms_tree.as_path(), s.source_tree.as_path()),
+            (Path::new("/a"), Path::new("/t"))
+        );
+        assert!(s.strict && s.post_transaction);
+        assert_eq!(s.compress.xz, "--check=crc32 --lzma2=dict=1MiB");
         std::fs::write(d.path().join("etc/modsync/config.toml"), "strict = maybe\n").unwrap();
-        let e = format!("{:#}", Settings::load(d.path()).unwrap_err());
+        let e = format!("{:#}", Settings::load(d.path(), None).unwrap_err());
         assert!(e.contains("config.toml"), "{e}");
     }
 }

@@ -74,21 +74,46 @@ mod tests {
         fs::write(db.join("local/ALPM_DB_VERSION"), "9\n").unwrap();
         let k1 = "6.6.30-1-lts";
         let k2 = "6.9.1-arch1-1";
-        add_pkg(&db, "linux-lts", "linux-lts", "6.6.30-1", &[
-            "usr/", "usr/lib/", "usr/lib/modules/", &format!("usr/lib/modules/{k1}/"),
-            &format!("usr/lib/modules/{k1}/vmlinuz"),
-        ]);
-        add_pkg(&db, "linux-lts-headers", "linux-lts", "6.6.30-1", &[
-            &format!("usr/lib/modules/{k1}/build/"), &format!("usr/lib/modules/{k1}/build/Makefile"),
-        ]);
-        add_pkg(&db, "linux", "linux", "6.9.1.arch1-1", &[&format!("usr/lib/modules/{k2}/vmlinuz")]);
+        add_pkg(
+            &db,
+            "linux-lts",
+            "linux-lts",
+            "6.6.30-1",
+            &[
+                "usr/",
+                "usr/lib/",
+                "usr/lib/modules/",
+                &format!("usr/lib/modules/{k1}/"),
+                &format!("usr/lib/modules/{k1}/vmlinuz"),
+            ],
+        );
+        add_pkg(
+            &db,
+            "linux-lts-headers",
+            "linux-lts",
+            "6.6.30-1",
+            &[
+                &format!("usr/lib/modules/{k1}/build/"),
+                &format!("usr/lib/modules/{k1}/build/Makefile"),
+            ],
+        );
+        add_pkg(
+            &db,
+            "linux",
+            "linux",
+            "6.9.1.arch1-1",
+            &[&format!("usr/lib/modules/{k2}/vmlinuz")],
+        );
         let (r, d) = (root.to_str().unwrap(), db.to_str().unwrap());
 
         assert_eq!(
             headers_package_in(r, d, k1),
             Some(("linux-lts".into(), "linux-lts-headers".into(), true))
         );
-        assert_eq!(headers_package_in(r, d, k2), Some(("linux".into(), "linux-headers".into(), false)));
+        assert_eq!(
+            headers_package_in(r, d, k2),
+            Some(("linux".into(), "linux-headers".into(), false))
+        );
         assert_eq!(headers_package_in(r, d, "6.1.0-56-amd64"), None);
         assert_eq!(headers_package_in(r, d, "../x"), None);
         assert_eq!(headers_package_in(r, "/nonexistent/db", k1), None);

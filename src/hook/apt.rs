@@ -5,7 +5,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Build and install every registered module for the kernel.
-    Install { headers_later: bool },
+    Install {
+        headers_later: bool,
+    },
     /// The kernel is going away: drop its modules.
     Drop,
     Nothing(&'static str),
@@ -29,7 +31,9 @@ pub fn decide(event: &str, params: Option<&str>) -> Action {
         "prerm" if is(&["remove"]) => Action::Drop,
         "postrm" if is(&["remove", "purge"]) => Action::Drop,
         "preinst" => Action::Nothing("an in-place upgrade keeps the kernel's ABI, so its modules stay valid"),
-        "postinst" | "header_postinst" | "prerm" | "postrm" => Action::Nothing("not the maintainer-script action this hook acts on"),
+        "postinst" | "header_postinst" | "prerm" | "postrm" => {
+            Action::Nothing("not the maintainer-script action this hook acts on")
+        }
         _ => Action::Nothing("unknown hook event"),
     }
 }
@@ -40,8 +44,14 @@ mod tests {
 
     #[test]
     fn filters_on_the_maintainer_action() {
-        assert_eq!(decide("postinst", Some("configure")), Action::Install { headers_later: false });
-        assert_eq!(decide("postinst", Some("'configure' '6.1.192-1'")), Action::Install { headers_later: false });
+        assert_eq!(
+            decide("postinst", Some("configure")),
+            Action::Install { headers_later: false }
+        );
+        assert_eq!(
+            decide("postinst", Some("'configure' '6.1.192-1'")),
+            Action::Install { headers_later: false }
+        );
         assert!(matches!(decide("postinst", Some("abort-upgrade")), Action::Nothing(_)));
         assert_eq!(decide("header_postinst", None), Action::Install { headers_later: true });
         assert_eq!(decide("prerm", Some("remove")), Action::Drop);

@@ -26,7 +26,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::targets::{kernel_package_parts, rpm_fallback_kver, touched_by_paths, valid_release, KernelPkgKind, Touched};
+use super::targets::{
+    kernel_package_parts, rpm_fallback_kver, touched_by_paths, valid_release, KernelPkgKind, Touched,
+};
 
 /// What a dnf transaction means for out-of-tree modules.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -133,12 +135,13 @@ pub fn from_packages(incoming: &[DnfPackage], outgoing: &[DnfPackage]) -> DnfTra
     for pkg in outgoing {
         if let Some((kind, releases)) = kernel_releases(pkg) {
             match kind {
-                KernelPkgKind::Core => t.removed_kernels.extend(
-                    releases.into_iter().filter(|k| !t.installed.kernels.contains(k)),
-                ),
-                KernelPkgKind::Devel => t.removed.headers.extend(
-                    releases.into_iter().filter(|k| !t.installed.headers.contains(k)),
-                ),
+                KernelPkgKind::Core => t
+                    .removed_kernels
+                    .extend(releases.into_iter().filter(|k| !t.installed.kernels.contains(k))),
+                KernelPkgKind::Devel => t
+                    .removed
+                    .headers
+                    .extend(releases.into_iter().filter(|k| !t.installed.headers.contains(k))),
             }
         }
     }
@@ -286,7 +289,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.installed.headers, set(&["6.1.0-56.x86_64"]));
-        assert_eq!(t.installed.kernels, set(&["6.8.9-300.fc40.x86_64+debug", "6.8.9-300.fc40.x86_64"]));
+        assert_eq!(
+            t.installed.kernels,
+            set(&["6.8.9-300.fc40.x86_64+debug", "6.8.9-300.fc40.x86_64"])
+        );
         // Without version/release/arch there is nothing to fall back on.
         let t = from_json(r#"{"in":[{"name":"kernel-core","files":[]}]}"#).unwrap();
         assert!(t.is_empty());
@@ -317,7 +323,9 @@ mod tests {
         let t = from_dnf5("in", "kernel-core", "6.8.9", "300.fc40", "x86_64", &[]).unwrap();
         assert_eq!(t.installed.kernels, set(&["6.8.9-300.fc40.x86_64"]));
 
-        assert!(from_dnf5("in", "kernel-headers", "6.9", "1", "x86_64", &[]).unwrap().is_empty());
+        assert!(from_dnf5("in", "kernel-headers", "6.9", "1", "x86_64", &[])
+            .unwrap()
+            .is_empty());
         let e = from_dnf5("sideways", "kernel-core", "1", "1", "x86_64", &[]).unwrap_err();
         assert_eq!(e, BadDirection("sideways".into()));
         assert!(e.to_string().contains("sideways"));

@@ -1,7 +1,10 @@
 //! What package-manager hooks ask of the engine. The shims in `hooks/` only
 //! exec `modsync hook <manager> <event> ...`; every decision is here: which
 //! kernels and modules a transaction touched, whether headers exist, and the
-//! failure policy (report loudly, record in status, exit 0 unless `strict`).
+//! failure policy: a kernel transaction never fails because of modsync.
+//! Every error (a module that does not build, a broken config.toml, a lock,
+//! depmod, an interrupted earlier run, even a panic) is reported with what to
+//! do, and the hook exits 0, unless `strict = true` asks for failure.
 
 #[cfg(feature = "alpm")]
 pub mod alpm_db;
@@ -9,53 +12,123 @@ pub mod apt;
 pub mod dnf;
 pub mod targets;
 
-use crate::engine::add::{self, Target};
-use crate::engine::autoinstall::{self, latest_versions};
-use crate::engine::jobs;
-use crate::engine::{remove, Ctx};
+use crate::cli::Common;
+use crate::config::settings::Settings;
 use crate::error::{code, fail};
-use crate::kernel::{self, Kernel};
+use crate::kernel::distro::Distro;
+use crate::kernel::Kernel;
+use crate::ops::{self, Cx};
+use crate::ui::{Direct, Sink};
 use anyhow::{Context, Result};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use targets::Touched;
 
-/// The exit code of a hook given how many jobs failed.
-fn verdict(ctx: &Ctx, failures: usize) -> i32 {
-    if failures == 0 {
-        return 0;
+/// What a hook run came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Modules that did not build or install.
+    pub failures: usize,
+}
+
+/// The exit code: 0 unless strict and something failed. Pure.
+pub fn exit_code(strict: bool, failures: usize, errored: bool) -> i32 {
+    if strict && (failures > 0 || errored) {
+        code::AUTOINSTALL_FAILED
+    } else {
+        0
     }
-    if ctx.settings.strict {
-        eprintln!("modsync: {failures} module build(s) failed and strict mode is on: failing the hook.");
-        return code::AUTOINSTALL;
+}
+
+/// `modsync hook ...`: never fails the package manager unless strict.
+pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
+    // hooks talk on stderr only (dnf5 parses stdout)
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup2 on the process's own standard descriptors.
+    unsafe { libc::dup2(2, 1) };
+    let sink = Direct;
+    let root = crate::cli::dispatch::sysconf_root();
+    let distro = Distro::detect(&root);
+    let settings = match crate::cli::dispatch::settings(c, distro.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            sink.warn(&format!(
+                "{e:#}\nmodsync carries on with its default settings; fix /etc/modsync/config.toml (`modsync status` checks it)."
+            ));
+            match Settings::load_defaults(&root, distro.as_ref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    sink.error(&format!(
+                        "{e:#}\nNo module was built; fix the configuration, then run `modsync autoinstall -k KERNEL`."
+                    ));
+                    return 0;
+                }
+            }
+        }
+    };
+    let strict = settings.strict;
+    let cx = Cx {
+        tree: crate::state::Tree::new(&settings.dkms_tree, &settings.source_tree),
+        settings,
+        distro,
+        opts: ops::Options {
+            verbose: c.verbose,
+            ..Default::default()
+        },
+    };
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&cx, manager, event, args, &sink)));
+    match res {
+        Ok(Ok(v)) => {
+            if v.failures > 0 {
+                sink.err(&format!(
+                    "modsync: {} module build(s) failed (details above; `dkms status` and the make.log paths tell more).{}",
+                    v.failures,
+                    if strict { " strict = true: the hook fails." } else { " The package operation goes on; strict = true in /etc/modsync/config.toml makes it fail instead." }
+                ));
+            }
+            exit_code(strict, v.failures, false)
+        }
+        Ok(Err(e)) => {
+            sink.error(&format!("{e:#}\nThe package operation goes on; once the cause is fixed, `modsync autoinstall -k KERNEL` builds what is missing."));
+            exit_code(strict, 0, true)
+        }
+        Err(_) => {
+            sink.error("modsync stopped unexpectedly in a package-manager hook (see the message above); the package operation goes on. Please report this.");
+            exit_code(strict, 0, true)
+        }
     }
-    eprintln!(
-        "modsync: {failures} module build(s) failed (details above; `modsync status` lists them). \
-         The package operation goes on; set strict = true in /etc/modsync/config.toml to make it fail instead."
-    );
-    0
 }
 
 /// Kernels among `releases` that can get modules now; explains the others.
-fn buildable(ctx: &Ctx, releases: &BTreeSet<String>) -> Vec<Kernel> {
-    let arch = kernel::machine_arch();
+fn buildable(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Vec<Kernel> {
+    let arch = crate::kernel::machine_arch();
     let mut out = Vec::new();
     for r in releases {
-        let mut k = ctx.kernel(r, &arch);
+        let mut k = cx.kernel(r, &arch);
         if !k.has_headers() {
-            let fedora_style = PathBuf::from("/usr/src/kernels").join(r);
-            if ctx.opts.kernelsourcedir.is_none() && fedora_style.join("include").is_dir() {
-                k.source_dir = fedora_style;
+            let fedora = PathBuf::from("/usr/src/kernels").join(r);
+            if fedora.join("include").is_dir() {
+                k = Kernel::new(
+                    r,
+                    &arch,
+                    &crate::kernel::Locations {
+                        headers_dir: Some(fedora),
+                        ..cx.locations()
+                    },
+                );
             }
         }
         if !k.modules_dir.is_dir() {
-            eprintln!("modsync: kernel {r} is not installed; its modules will be built when it is.");
+            sink.err(&format!(
+                "modsync: kernel {r} is not installed; its modules are built when it is."
+            ));
         } else if !k.has_headers() {
-            eprintln!(
-                "modsync: the headers of kernel {r} are not installed, so no module was built for it. Install them with `{}`; modsync then builds the modules.",
-                headers_hint(ctx, r)
-            );
+            sink.err(&format!(
+                "modsync: the headers of kernel {r} are not installed, so no module was built for it. Install them (`{}`); modsync then builds the modules.",
+                headers_hint(cx, r)
+            ));
         } else {
             out.push(k);
         }
@@ -63,150 +136,202 @@ fn buildable(ctx: &Ctx, releases: &BTreeSet<String>) -> Vec<Kernel> {
     out
 }
 
-/// The command installing the headers of `release`; with libalpm, the exact
-/// `<pkgbase>-headers` package of the package that owns the kernel.
-fn headers_hint(ctx: &Ctx, release: &str) -> String {
+/// The command installing the headers of `release` here; with libalpm, the
+/// exact `<pkgbase>-headers` package of the package that owns the kernel.
+fn headers_hint(cx: &Cx, release: &str) -> String {
     #[cfg(feature = "alpm")]
     if let Some((_, headers, false)) = alpm_db::headers_package_for(release) {
         return format!("pacman -S {headers}");
     }
-    ctx.distro.headers_hint(release, &ctx.settings.install_tree)
+    cx.distro
+        .as_ref()
+        .map(|d| d.headers_hint(release, &cx.settings.install_tree))
+        .unwrap_or_else(|| format!("install the headers of {release}"))
 }
 
 /// Builds and installs every autoinstall module for these kernels.
-fn install_for_kernels(ctx: &Ctx, releases: &BTreeSet<String>, headers_later: bool) -> Result<i32> {
-    if ctx.settings.sysconf_root.join("etc/dkms/no-autoinstall").exists() {
-        eprintln!("modsync: automatic installation is disabled (/etc/dkms/no-autoinstall).");
-        return Ok(0);
+fn install_for(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Result<Verdict> {
+    if cx.settings.etc_dkms().join("no-autoinstall").exists() {
+        sink.err("modsync: automatic installation is off (/etc/dkms/no-autoinstall exists); nothing was built.");
+        return Ok(Verdict::default());
     }
-    let kernels = buildable(ctx, releases);
+    let kernels = buildable(cx, releases, sink);
     if kernels.is_empty() {
-        return Ok(0);
+        return Ok(Verdict::default());
     }
-    let (latest, broken) = latest_versions(ctx);
-    for (label, why) in &broken {
-        eprintln!("modsync: {label} is {why}; skipped.");
-    }
-    let plan = autoinstall::plan(ctx, &latest, &kernels, true);
-    let failures = run_plan(ctx, &plan)?;
-    if headers_later {
-        for k in ctx.installed_into() {
-            regenerate_initramfs(ctx, &k);
+    let _lock = cx.lock(sink)?;
+    let mut v = Verdict::default();
+    for k in kernels {
+        match ops::autoinstall::for_kernel(cx, &k, sink) {
+            Ok(s) => {
+                ops::autoinstall::report(&k.release, &s, sink);
+                v.failures += s.failed.len() + s.missing.len();
+            }
+            Err(e) => {
+                sink.error(&format!("{e:#}"));
+                v.failures += 1;
+            }
         }
     }
-    Ok(verdict(ctx, failures))
+    Ok(v)
 }
 
-fn run_plan(ctx: &Ctx, plan: &autoinstall::Plan) -> Result<usize> {
-    for (label, why) in &plan.failures {
-        eprintln!("Error! {label}: {why}");
+/// Drops the modules of kernels that are being removed (registrations stay).
+fn drop_kernels(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Result<Verdict> {
+    if releases.is_empty() {
+        return Ok(Verdict::default());
     }
-    for n in &plan.notes {
-        eprintln!("Warning: {n}");
-    }
-    let outcomes = jobs::run(ctx, &plan.jobs);
-    let (_, _, failed) = autoinstall::summarize(plan, &outcomes);
-    Ok(failed.len())
-}
-
-/// Drops the modules of kernels that are being removed.
-fn drop_kernels(ctx: &Ctx, releases: &BTreeSet<String>) -> Result<i32> {
+    let _lock = cx.lock(sink)?;
+    let mut v = Verdict::default();
     for r in releases {
-        let dropped = remove::drop_kernel(ctx, r)?;
-        if !dropped.is_empty() {
-            eprintln!("modsync: removed {} for kernel {r}", dropped.join(", "));
-        }
+        let k = cx.kernel(r, &crate::kernel::machine_arch());
+        v.failures += ops::kernel_hooks::drop_kernel(cx, &k, false, sink)?.len();
     }
-    ctx.finish()?;
-    Ok(0)
+    Ok(v)
 }
 
 /// The registered (module, version) whose source is `dir`.
-fn registered_from(ctx: &Ctx, dir: &Path) -> Option<(String, String)> {
+fn registered_from(cx: &Cx, dir: &std::path::Path) -> Option<(String, String)> {
     let want = std::fs::canonicalize(dir).ok()?;
-    ctx.tree.registered().into_iter().find(|(m, v)| std::fs::canonicalize(ctx.tree.source_link(m, v)).ok().as_ref() == Some(&want))
+    cx.tree
+        .combos()
+        .into_iter()
+        .find(|(m, v)| std::fs::canonicalize(cx.tree.source_link(m, v)).ok().as_ref() == Some(&want))
 }
 
 /// A module source arrived or changed: (re)register it and build it for
-/// every kernel that has headers.
-fn refresh_modules(ctx: &Ctx, dirs: &[PathBuf], only_autoinstall: bool) -> Result<i32> {
-    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-    let mut failures = 0;
-    let releases: BTreeSet<String> = kernel::installed_releases(&ctx.settings.install_tree).into_iter().filter(|r| !r.contains("BOOT")).collect();
-    let any_kernel = ctx.kernels(&[], None).remove(0);
+/// the kernels: with `all_kernels` every installed kernel with headers,
+/// else the running one and the newest (dkms's common.postinst).
+fn refresh_modules(
+    cx: &Cx,
+    dirs: &[PathBuf],
+    only_autoinstall: bool,
+    all_kernels: bool,
+    sink: &dyn Sink,
+) -> Result<Verdict> {
+    let _lock = cx.lock(sink)?;
+    let mut v = Verdict::default();
+    let mut wanted = Vec::new();
     for dir in dirs {
-        if let Some((m, v)) = registered_from(ctx, dir) {
-            for (k, a) in remove::states_of(ctx, &m, &v) {
-                remove::unbuild_one(ctx, &m, &v, &ctx.kernel(&k, &a))?;
+        if let Some((m, ver)) = registered_from(cx, dir) {
+            let t = ops::Target {
+                module: Some(m.clone()),
+                version: Some(ver.clone()),
+                all: true,
+                ..Default::default()
+            };
+            for (k, a) in ops::remove::all_kernels(cx, &m, &ver) {
+                let kernel = cx.kernel(&k, &a);
+                let _ = ops::remove::uninstall_one(cx, &m, &ver, &kernel, sink);
+                ops::remove::unbuild_one(cx, &m, &ver, &kernel, sink)?;
             }
-            wanted.insert(m, v);
+            let _ = t;
+            wanted.push((m, ver));
             continue;
         }
-        match add::add(ctx, &Target::Source(dir.clone()), &any_kernel) {
-            Ok((m, v)) => {
-                wanted.insert(m, v);
-            }
+        let t = ops::Target {
+            source_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        match ops::add::add(cx, &t, sink) {
+            Ok(mv) => wanted.push(mv),
             Err(e) => {
-                eprintln!("Error! adding {}: {e:#}", dir.display());
-                failures += 1;
+                sink.error(&format!("adding {}: {e:#}", dir.display()));
+                v.failures += 1;
             }
         }
     }
-    let kernels: Vec<Kernel> = buildable(ctx, &releases);
-    if kernels.is_empty() && !wanted.is_empty() {
-        eprintln!("modsync: no installed kernel has its headers, so nothing was built now; modules are built when a kernel with headers is installed.");
+    let mut releases: Vec<String> = crate::kernel::installed_releases(&cx.settings.install_tree)
+        .into_iter()
+        .filter(|r| !r.contains("BOOT"))
+        .collect();
+    if !all_kernels {
+        let running = crate::kernel::running_release();
+        let newest = releases
+            .iter()
+            .rev()
+            .find(|r| cx.kernel(r, &crate::kernel::machine_arch()).has_headers())
+            .cloned();
+        releases.retain(|r| *r == running || Some(r) == newest.as_ref());
     }
-    let plan = autoinstall::plan(ctx, &wanted, &kernels, only_autoinstall);
-    failures += run_plan(ctx, &plan)?;
-    Ok(verdict(ctx, failures))
+    let kernels = buildable(cx, &releases.into_iter().collect(), sink);
+    if kernels.is_empty() && !wanted.is_empty() {
+        sink.err("modsync: no installed kernel has its headers, so nothing was built now; modules are built when a kernel with headers is installed.");
+    }
+    let mut jobs = Vec::new();
+    for k in &kernels {
+        for (m, ver) in &wanted {
+            let e = match cx.evaluate(&cx.conf_path(m, ver), m, ver, k, true, sink) {
+                Ok(e) => e,
+                Err(f) => {
+                    sink.error(&f.message);
+                    v.failures += 1;
+                    continue;
+                }
+            };
+            if only_autoinstall && !e.conf.autoinstall {
+                continue;
+            }
+            match crate::plan::decide(crate::plan::Verb::Install, ops::build::state(cx, m, ver, k), &e, false) {
+                crate::plan::Decision::Run(w) => jobs.push(ops::build::job(
+                    cx,
+                    m,
+                    ver,
+                    k,
+                    w,
+                    std::sync::Arc::new(e),
+                    ops::build::source_of(cx, m, ver)?,
+                )),
+                crate::plan::Decision::Refused(_) => v.failures += 1,
+                _ => {}
+            }
+        }
+    }
+    let record = ops::build::execute(cx, &jobs, sink);
+    v.failures += record
+        .outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                crate::run::Outcome::Failed { .. } | crate::run::Outcome::DepFailed(_)
+            )
+        })
+        .count();
+    ops::build::after_installs(cx, &record, sink);
+    Ok(v)
 }
 
 /// A module source is being removed: take it out of every kernel and unregister it.
-fn remove_modules(ctx: &Ctx, dirs: &[PathBuf]) -> Result<i32> {
-    let any_kernel = ctx.kernels(&[], None).remove(0);
+fn remove_modules(cx: &Cx, dirs: &[PathBuf], sink: &dyn Sink) -> Result<Verdict> {
+    let _lock = cx.lock(sink)?;
+    let mut changes = std::collections::BTreeMap::<String, crate::run::Change>::new();
     for dir in dirs {
-        let Some((m, v)) = registered_from(ctx, dir) else { continue };
-        for (k, a) in remove::states_of(ctx, &m, &v) {
-            remove::unbuild_one(ctx, &m, &v, &ctx.kernel(&k, &a))?;
+        let Some((m, v)) = registered_from(cx, dir) else {
+            continue;
+        };
+        for (k, a) in ops::remove::all_kernels(cx, &m, &v) {
+            let kernel = cx.kernel(&k, &a);
+            let names = ops::remove::uninstall_one(cx, &m, &v, &kernel, sink).map_err(anyhow::Error::from)?;
+            changes.entry(k.clone()).or_default().removed.extend(names);
+            ops::remove::unbuild_one(cx, &m, &v, &kernel, sink)?;
         }
-        remove::unregister(ctx, &m, &v, &any_kernel)?;
+        ops::remove::forget_if_unbuilt(cx, &m, &v, sink)?;
     }
-    ctx.finish()?;
-    Ok(0)
+    ops::finish::depmod(cx, &changes, sink);
+    ops::finish::initramfs(cx, &changes, sink);
+    Ok(Verdict::default())
 }
 
-/// Regenerates an existing initramfs of `release` with the distribution's
-/// tool, when modules were added outside the kernel's own hook run.
-fn regenerate_initramfs(ctx: &Ctx, release: &str) {
-    if !ctx.settings.update_initramfs {
-        return;
-    }
-    let boot = Path::new("/boot");
-    let pkgbase = std::fs::read_to_string(ctx.settings.install_tree.join(release).join("pkgbase")).map(|s| s.trim().to_string()).unwrap_or_default();
-    let (tool, args): (&str, Vec<String>) = if boot.join(format!("initrd.img-{release}")).exists() {
-        ("update-initramfs", vec!["-u".into(), "-k".into(), release.into()])
-    } else if boot.join(format!("initramfs-{release}.img")).exists() {
-        ("dracut", vec!["-f".into(), "--kver".into(), release.into()])
-    } else if !pkgbase.is_empty() && boot.join(format!("initramfs-{pkgbase}.img")).exists() {
-        ("mkinitcpio", vec!["-p".into(), pkgbase])
-    } else {
-        return;
-    };
-    eprintln!("modsync: regenerating the initramfs of {release} ({tool})");
-    match std::process::Command::new(tool).args(&args).stdout(std::process::Stdio::null()).status() {
-        Ok(s) if s.success() => {}
-        Ok(s) => eprintln!("Warning: {tool} {} exited with {s}", args.join(" ")),
-        Err(e) => eprintln!("Warning: could not run {tool}: {e}"),
-    }
-}
-
-fn source_dirs(ctx: &Ctx, t: &Touched) -> Vec<PathBuf> {
-    t.modules.iter().map(|(m, v)| ctx.settings.source_tree.join(format!("{m}-{v}"))).collect()
+fn source_dirs(cx: &Cx, t: &Touched) -> Vec<PathBuf> {
+    t.modules.iter().map(|(m, v)| cx.tree.default_source(m, v)).collect()
 }
 
 fn read_stdin() -> Result<String> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).context("reading the hook's targets on stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the hook's targets on stdin")?;
     Ok(s)
 }
 
@@ -220,100 +345,188 @@ fn rpm_files(nevra: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn run_dnf(ctx: &Ctx, t: &dnf::DnfTransaction) -> Result<i32> {
-    let mut rc = drop_kernels(ctx, &t.removed_kernels)?;
+fn run_dnf(cx: &Cx, t: &dnf::DnfTransaction, sink: &dyn Sink) -> Result<Verdict> {
+    let mut v = drop_kernels(cx, &t.removed_kernels, sink)?;
     for k in &t.removed.headers {
-        eprintln!("modsync: headers of {k} removed; the modules built for it stay installed and working.");
+        sink.err(&format!(
+            "modsync: the headers of {k} were removed; the modules built for it stay installed and working."
+        ));
     }
     let installed = t.installed.releases();
     if !installed.is_empty() {
-        rc = rc.max(install_for_kernels(ctx, &installed, false)?);
+        v.failures += install_for(cx, &installed, sink)?.failures;
     }
-    Ok(rc)
+    if t.installed.kernels.is_empty() && !t.installed.headers.is_empty() {
+        // headers without their kernel: its initramfs was made before the modules
+        ops::finish::initramfs(cx, &changes_for(cx, &t.installed.headers), sink);
+    }
+    Ok(v)
 }
 
-/// `modsync hook MANAGER EVENT ARGS...`: returns the exit code.
-pub fn run(ctx: &Ctx, manager: &str, event: &str, args: &[String]) -> Result<i32> {
+/// What is installed now for these kernels (to regenerate their initramfs).
+fn changes_for(cx: &Cx, releases: &BTreeSet<String>) -> std::collections::BTreeMap<String, crate::run::Change> {
+    releases
+        .iter()
+        .map(|r| {
+            let names = cx
+                .tree
+                .combos()
+                .into_iter()
+                .filter(|(m, v)| cx.tree.is_installed(m, v, r, &crate::kernel::machine_arch()))
+                .flat_map(|(m, v)| {
+                    cx.tree
+                        .read_record(&m, &v, r, &crate::kernel::machine_arch())
+                        .map(|rec| rec.modules.into_iter().map(|b| b.name).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                })
+                .collect();
+            (
+                r.clone(),
+                crate::run::Change {
+                    installed: names,
+                    removed: Vec::new(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `modsync hook MANAGER EVENT ARGS...`.
+pub fn run(cx: &Cx, manager: &str, event: &str, args: &[String], sink: &dyn Sink) -> Result<Verdict> {
     let one = |what: &str| -> Result<BTreeSet<String>> {
-        let k = args.first().filter(|k| !k.is_empty()).ok_or_else(|| fail(code::USAGE, format!("modsync hook {manager} {event} needs the {what}")))?;
+        let k = args
+            .first()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| fail(code::USAGE, format!("modsync hook {manager} {event} needs the {what}")))?;
+        if let Some(p) = crate::sys::names::problem(crate::sys::names::Kind::Kernel, k) {
+            return Err(fail(code::BAD_KERNEL, format!("modsync hook {manager} {event}: {p}")));
+        }
         Ok(BTreeSet::from([k.clone()]))
     };
     match (manager, event) {
         ("apt", ev) => {
             let params = std::env::var("DEB_MAINT_PARAMS").ok();
             match apt::decide(ev, params.as_deref()) {
-                apt::Action::Install { headers_later } => install_for_kernels(ctx, &one("kernel version")?, headers_later),
-                apt::Action::Drop => drop_kernels(ctx, &one("kernel version")?),
+                apt::Action::Install { headers_later } => {
+                    let ks = one("kernel version")?;
+                    let v = install_for(cx, &ks, sink)?;
+                    if headers_later {
+                        ops::finish::initramfs(cx, &changes_for(cx, &ks), sink);
+                    }
+                    Ok(v)
+                }
+                apt::Action::Drop => drop_kernels(cx, &one("kernel version")?, sink),
                 apt::Action::Nothing(why) => {
                     log::info!("apt {ev} ({params:?}): nothing to do: {why}");
-                    Ok(0)
+                    Ok(Verdict::default())
                 }
             }
         }
-        ("kernel-install", "add") => install_for_kernels(ctx, &one("kernel version")?, false),
-        ("kernel-install", "remove") => drop_kernels(ctx, &one("kernel version")?),
+        ("kernel-install", "add") => install_for(cx, &one("kernel version")?, sink),
+        ("kernel-install", "remove") => drop_kernels(cx, &one("kernel version")?, sink),
         ("kernel-install", other) => {
             log::info!("kernel-install {other}: nothing to do");
-            Ok(0)
+            Ok(Verdict::default())
         }
         ("pacman", "install") => {
             let t = targets::touched_by_paths(read_stdin()?.lines());
-            let mut rc = 0;
-            let dirs = source_dirs(ctx, &t);
+            let mut v = Verdict::default();
             let kernels = t.releases();
             if !kernels.is_empty() {
-                rc = install_for_kernels(ctx, &kernels, t.kernels.is_empty())?;
+                v.failures += install_for(cx, &kernels, sink)?.failures;
+                if t.kernels.is_empty() {
+                    ops::finish::initramfs(cx, &changes_for(cx, &t.headers), sink);
+                }
             }
+            let dirs = source_dirs(cx, &t);
             if !dirs.is_empty() {
-                rc = rc.max(refresh_modules(ctx, &dirs, false)?);
+                v.failures += refresh_modules(cx, &dirs, false, true, sink)?.failures;
             }
-            Ok(rc)
+            Ok(v)
         }
         ("pacman", "remove") => {
             let t = targets::touched_by_paths(read_stdin()?.lines());
-            let rc = remove_modules(ctx, &source_dirs(ctx, &t))?;
+            let v = remove_modules(cx, &source_dirs(cx, &t), sink)?;
             for k in t.headers.difference(&t.kernels) {
-                eprintln!("modsync: headers of {k} removed; the modules built for it stay installed and working.");
+                sink.err(&format!(
+                    "modsync: the headers of {k} were removed; the modules built for it stay installed and working."
+                ));
             }
-            Ok(rc.max(drop_kernels(ctx, &t.kernels)?))
+            Ok(Verdict {
+                failures: v.failures + drop_kernels(cx, &t.kernels, sink)?.failures,
+            })
         }
         ("dnf", _) => {
-            let t = dnf::from_json(&read_stdin()?).map_err(|e| fail(code::USAGE, format!("modsync hook dnf: bad JSON on stdin: {e}")))?;
-            run_dnf(ctx, &t)
+            let t = dnf::from_json(&read_stdin()?)
+                .map_err(|e| fail(code::USAGE, format!("modsync hook dnf: bad JSON on stdin: {e}")))?;
+            run_dnf(cx, &t, sink)
         }
         ("dnf5", dir) => {
             let [name, version, release, arch] = args else {
                 return Err(fail(code::USAGE, "modsync hook dnf5 in|out NAME VERSION RELEASE ARCH"));
             };
             let files = rpm_files(&format!("{name}-{version}-{release}.{arch}"));
-            let t = dnf::from_dnf5(dir, name, version, release, arch, &files).map_err(|e| fail(code::USAGE, e.to_string()))?;
-            run_dnf(ctx, &t)
+            let t = dnf::from_dnf5(dir, name, version, release, arch, &files)
+                .map_err(|e| fail(code::USAGE, e.to_string()))?;
+            run_dnf(cx, &t, sink)
         }
-        ("common-postinst", _) => common_postinst(ctx, event, args),
-        _ => Err(fail(code::USAGE, format!("unknown hook `{manager} {event}`; see the README for the hook entry points"))),
+        ("common-postinst", name) => common_postinst(cx, name, args, sink),
+        _ => Err(fail(
+            code::USAGE,
+            format!("unknown hook `{manager} {event}`; the README lists the hook entry points"),
+        )),
     }
 }
 
 /// `/usr/lib/dkms/common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]`,
-/// as called by dh_dkms maintainer scripts (`event` is NAME here).
-fn common_postinst(ctx: &Ctx, name: &str, args: &[String]) -> Result<i32> {
+/// as dh_dkms maintainer scripts call it (`name` is NAME here).
+fn common_postinst(cx: &Cx, name: &str, args: &[String], sink: &dyn Sink) -> Result<Verdict> {
     let Some(version) = args.first() else {
         return Err(fail(code::USAGE, "common.postinst needs NAME VERSION"));
     };
-    if ctx.settings.sysconf_root.join("etc/dkms/no-autoinstall").exists() {
-        eprintln!("modsync: automatic installation is disabled (/etc/dkms/no-autoinstall); {name}/{version} not built.");
-        return Ok(0);
-    }
-    let dir = ctx.tree.default_source(name, version);
-    if !dir.join("dkms.conf").is_file() {
-        return Err(fail(code::USAGE, format!("{} holds no dkms.conf; is the {name} package complete?", dir.display())));
-    }
-    if registered_from(ctx, &dir).is_none() && ctx.tree.version_dir(name, version).exists() {
-        // a stale registration of the same version: start clean, as dkms does
-        for (k, a) in remove::states_of(ctx, name, version) {
-            remove::unbuild_one(ctx, name, version, &ctx.kernel(&k, &a))?;
+    for (k, s) in [
+        (crate::sys::names::Kind::Module, name),
+        (crate::sys::names::Kind::Version, version.as_str()),
+    ] {
+        if let Some(p) = crate::sys::names::problem(k, s) {
+            return Err(fail(code::USAGE, format!("common.postinst: {p}")));
         }
-        let _ = std::fs::remove_dir_all(ctx.tree.version_dir(name, version));
     }
-    refresh_modules(ctx, &[dir], true)
+    if cx.settings.etc_dkms().join("no-autoinstall").exists() {
+        sink.err(&format!(
+            "modsync: automatic installation is off (/etc/dkms/no-autoinstall); {name}/{version} was not built."
+        ));
+        return Ok(Verdict::default());
+    }
+    let dir = cx.tree.default_source(name, version);
+    if !dir.join("dkms.conf").is_file() {
+        return Err(fail(
+            code::USAGE,
+            format!("{} holds no dkms.conf; is the {name} package complete?", dir.display()),
+        ));
+    }
+    if registered_from(cx, &dir).is_none() && cx.tree.version_dir(name, version).exists() {
+        // a stale registration of the same version: start clean, as dkms does
+        let _lock = cx.lock(sink)?;
+        for (k, a) in ops::remove::all_kernels(cx, name, version) {
+            let kernel = cx.kernel(&k, &a);
+            let _ = ops::remove::uninstall_one(cx, name, version, &kernel, sink);
+            ops::remove::unbuild_one(cx, name, version, &kernel, sink)?;
+        }
+        crate::sys::fs::remove_within(&cx.tree.root, &cx.tree.version_dir(name, version))?;
+    }
+    refresh_modules(cx, &[dir], true, cx.settings.autoinstall_all_kernels, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_fail_only_when_strict() {
+        assert_eq!(exit_code(false, 3, true), 0);
+        assert_eq!(exit_code(true, 0, false), 0);
+        assert_eq!(exit_code(true, 1, false), 11);
+        assert_eq!(exit_code(true, 0, true), 11);
+    }
 }

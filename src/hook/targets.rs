@@ -21,14 +21,17 @@
 //!   say nothing about the kernel and are ignored;
 //! - the bare directory `(usr/)lib/modules/K/` is owned by kernel and headers
 //!   packages alike and is ignored as well;
-//! - release names that cannot be a kernel (empty, `.`, `..`, whitespace or
-//!   control characters, old Arch `extramodules-*` directories) are ignored.
+//! - release names that cannot be a kernel (anything but letters, digits and
+//!   `._+-~`, a leading `.` or `-`, old Arch `extramodules-*` directories)
+//!   are ignored.
 //!
 //! The module also maps rpm package names and versions to kernel releases for
 //! the dnf hooks ([`is_kernel_package`], [`rpm_fallback_kver`]).
 //!
-//! Pure functions over strings, standard library only.
+//! Names are checked by the one validation of names that become paths
+//! ([`crate::sys::names`]). Pure functions over strings.
 
+use crate::sys::names::{self, Kind};
 use std::collections::BTreeSet;
 
 /// What a set of paths touched.
@@ -102,7 +105,8 @@ fn classify(path: &str) -> Option<Hit<'_>> {
         ["usr", "src", "kernels", k, ..] => valid_release(k).map(Hit::Headers),
         ["usr", "src", dir, "dkms.conf"] => {
             let (name, version) = dir.rsplit_once('-')?;
-            (valid_word(name) && valid_word(version)).then_some(Hit::Module(name, version))
+            (names::valid(Kind::Module, name) && names::valid(Kind::Version, version))
+                .then_some(Hit::Module(name, version))
         }
         ["usr", "lib", "modules", k, rest @ ..] | ["lib", "modules", k, rest @ ..] => {
             let k = valid_release(k)?;
@@ -117,18 +121,9 @@ fn classify(path: &str) -> Option<Hit<'_>> {
     }
 }
 
-/// A single path component that is a usable name: not empty, not `.`/`..`,
-/// no whitespace or control characters.
-fn valid_word(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && !s.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
-}
-
 pub(crate) fn valid_release(k: &str) -> Option<&str> {
     // Arch before 2019 kept out-of-tree modules in lib/modules/extramodules-X.Y-ARCH.
-    (valid_word(k) && !k.starts_with("extramodules-")).then_some(k)
+    (names::valid(Kind::Kernel, k) && !k.starts_with("extramodules-")).then_some(k)
 }
 
 /// The kernel release (`uname -r`) of a Fedora-style kernel package, built from
@@ -169,8 +164,7 @@ pub fn kernel_package_parts(name: &str) -> Option<(Option<&str>, KernelPkgKind)>
         return Some((None, kind));
     }
     let variant = head.strip_suffix('-')?;
-    let ok = !variant.is_empty()
-        && variant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = !variant.is_empty() && variant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     ok.then_some((Some(variant), kind))
 }
 
@@ -211,14 +205,14 @@ mod tests {
     #[test]
     fn module_paths_that_are_not_a_top_level_dkms_conf() {
         let t = touched_by_paths([
-            "usr/src/nodash/dkms.conf",           // no version
-            "usr/src/-1.0/dkms.conf",             // empty name
-            "usr/src/foo-/dkms.conf",             // empty version
-            "usr/src/foo-1.0/sub/dkms.conf",      // not at the top
-            "usr/src/foo-1.0/dkms.conf.orig",     // another file
-            "usr/src/foo-1.0/",                   // the directory
-            "usr/src/foo 1-1.0/dkms.conf",        // whitespace
-            "usr/local/src/foo-1.0/dkms.conf",    // another tree
+            "usr/src/nodash/dkms.conf",        // no version
+            "usr/src/-1.0/dkms.conf",          // empty name
+            "usr/src/foo-/dkms.conf",          // empty version
+            "usr/src/foo-1.0/sub/dkms.conf",   // not at the top
+            "usr/src/foo-1.0/dkms.conf.orig",  // another file
+            "usr/src/foo-1.0/",                // the directory
+            "usr/src/foo 1-1.0/dkms.conf",     // whitespace
+            "usr/local/src/foo-1.0/dkms.conf", // another tree
             "",
         ]);
         assert!(t.is_empty(), "{t:?}");
@@ -294,7 +288,10 @@ mod tests {
     #[test]
     fn extend_merges() {
         let mut a = touched_by_paths(["usr/lib/modules/A/vmlinuz"]);
-        a.extend(touched_by_paths(["usr/lib/modules/B/build/include/", "usr/src/m-1/dkms.conf"]));
+        a.extend(touched_by_paths([
+            "usr/lib/modules/B/build/include/",
+            "usr/src/m-1/dkms.conf",
+        ]));
         assert_eq!(a.kernels, set(&["A"]));
         assert_eq!(a.headers, set(&["B"]));
         assert_eq!(a.modules, modules(&[("m", "1")]));
@@ -302,7 +299,10 @@ mod tests {
 
     #[test]
     fn fallback_kver_is_fedora_uname() {
-        assert_eq!(rpm_fallback_kver("6.8.9", "300.fc40", "x86_64"), "6.8.9-300.fc40.x86_64");
+        assert_eq!(
+            rpm_fallback_kver("6.8.9", "300.fc40", "x86_64"),
+            "6.8.9-300.fc40.x86_64"
+        );
         assert_eq!(rpm_fallback_kver("6.1.0", "56", "x86_64"), "6.1.0-56.x86_64");
     }
 

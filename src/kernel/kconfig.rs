@@ -43,7 +43,9 @@ mod tests {
 
     #[test]
     fn parses_values() {
-        let c = KConfig::parse("# c\nCONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_MODULE_SIG_HASH=\"sha256\"\nCONFIG_D=n\n");
+        let c = KConfig::parse(
+            "# c\nCONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_MODULE_SIG_HASH=\"sha256\"\nCONFIG_D=n\n",
+        );
         assert!(c.enabled("CONFIG_A") && c.enabled("CONFIG_B"));
         assert!(!c.enabled("CONFIG_C") && !c.enabled("CONFIG_D"));
         assert_eq!(c.get("CONFIG_MODULE_SIG_HASH"), Some("sha256"));

@@ -1,8 +1,9 @@
-//! Kernels: where their headers and modules are, their configuration, the
-//! compression of their modules, and what the distribution calls things.
+//! Kernels: where their headers, modules and configuration are, the
+//! compression of their modules, and facts about the running system.
 
 pub mod distro;
 pub mod kconfig;
+pub mod modinfo;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -12,10 +13,13 @@ use std::path::{Path, PathBuf};
 pub struct Kernel {
     pub release: String,
     pub arch: String,
-    /// The headers (kbuild) directory: `/lib/modules/K/build` or `--kernelsourcedir`.
-    pub source_dir: PathBuf,
+    /// The headers (kbuild) directory: `$install_tree/K/build` or `--kernelsourcedir`.
+    pub headers_dir: PathBuf,
     /// `$install_tree/K`.
     pub modules_dir: PathBuf,
+    /// The kernel configuration dkms reads: `--config`, else the headers'
+    /// `include/config/auto.conf` when it exists, else their `.config`.
+    pub config_file: PathBuf,
 }
 
 /// Module file compression used by a kernel.
@@ -38,88 +42,107 @@ impl Compression {
     }
 }
 
+/// Where a kernel's pieces are, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    pub install_tree: PathBuf,
+    /// `--kernelsourcedir`.
+    pub headers_dir: Option<PathBuf>,
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+}
+
 impl Kernel {
-    pub fn new(release: &str, arch: &str, install_tree: &Path, source_dir: Option<&Path>) -> Kernel {
-        let modules_dir = install_tree.join(release);
+    pub fn new(release: &str, arch: &str, at: &Locations) -> Kernel {
+        let modules_dir = at.install_tree.join(release);
+        let headers_dir = at.headers_dir.clone().unwrap_or_else(|| modules_dir.join("build"));
+        let config_file = at.config_file.clone().unwrap_or_else(|| {
+            let auto = headers_dir.join("include/config/auto.conf");
+            if auto.exists() {
+                auto
+            } else {
+                headers_dir.join(".config")
+            }
+        });
         Kernel {
             release: release.to_string(),
             arch: arch.to_string(),
-            source_dir: source_dir.map(Path::to_path_buf).unwrap_or_else(|| modules_dir.join("build")),
+            headers_dir,
             modules_dir,
+            config_file,
         }
     }
 
-    /// dkms's test: the headers' `include` directory exists.
+    /// dkms's test for headers: `include` exists in the headers directory.
     pub fn has_headers(&self) -> bool {
-        self.source_dir.join("include").is_dir()
+        self.headers_dir.join("include").exists()
     }
 
-    /// The kernel configuration file, as dkms looks for it.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        [
-            self.source_dir.join("include/config/auto.conf"),
-            self.source_dir.join(".config"),
-            self.modules_dir.join("config"),
-            PathBuf::from(format!("/boot/config-{}", self.release)),
-        ]
-        .into_iter()
-        .find(|p| p.is_file())
+    /// The kernel's configuration, if its file exists.
+    pub fn config(&self) -> Option<kconfig::KConfig> {
+        std::fs::read_to_string(&self.config_file)
+            .ok()
+            .map(|t| kconfig::KConfig::parse(&t))
     }
 
-    /// The compression of the kernel's own modules: the strongest suffix
-    /// found under the module tree wins, as in dkms (zst > xz > gz > none).
+    /// The compression of the modules already under `$install_tree/K` (not
+    /// following the build and source links): zstd, else xz, else gzip, else
+    /// none, the order in which dkms lets one win over another.
     pub fn module_compression(&self) -> Compression {
-        let mut best = Compression::None;
-        let mut stack = vec![self.modules_dir.join("kernel")];
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                match e.file_type() {
-                    Ok(t) if t.is_dir() => stack.push(e.path()),
-                    _ if name.ends_with(".ko.zst") => return Compression::Zstd,
-                    _ if name.ends_with(".ko.xz") => best = Compression::Xz,
-                    _ if name.ends_with(".ko.gz") && best == Compression::None => best = Compression::Gzip,
-                    _ => {}
-                }
+        let mut found = Compression::None;
+        for e in walkdir::WalkDir::new(&self.modules_dir).into_iter().flatten() {
+            let name = e.file_name().to_string_lossy();
+            if name.ends_with(".ko.zst") {
+                return Compression::Zstd;
+            } else if name.ends_with(".ko.xz") {
+                found = Compression::Xz;
+            } else if name.ends_with(".ko.gz") && found == Compression::None {
+                found = Compression::Gzip;
             }
         }
-        best
+        found
     }
+
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.release, self.arch)
+    }
+}
+
+fn uname() -> Option<libc::utsname> {
+    // SAFETY: uname fills a plain struct of fixed-size char arrays.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        (libc::uname(&mut u) == 0).then_some(u)
+    }
+}
+
+fn field(f: &[libc::c_char]) -> String {
+    // SAFETY: uname NUL-terminates every field within its array.
+    unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The machine's architecture (`uname -m`).
 pub fn machine_arch() -> String {
-    // SAFETY: uname fills a plain struct of fixed-size char arrays.
-    unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) == 0 {
-            return std::ffi::CStr::from_ptr(u.machine.as_ptr()).to_string_lossy().into_owned();
-        }
-    }
-    "x86_64".to_string()
+    uname()
+        .map(|u| field(&u.machine))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// The running kernel's release (`uname -r`).
 pub fn running_release() -> String {
-    // SAFETY: as above.
-    unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) == 0 {
-            return std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned();
-        }
-    }
-    String::new()
+    uname().map(|u| field(&u.release)).unwrap_or_default()
 }
 
-/// Kernel releases with a directory under the install tree, sorted.
+/// Kernel releases with a directory under the install tree, oldest first.
 pub fn installed_releases(install_tree: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(install_tree)
         .map(|rd| {
             rd.flatten()
                 .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|k| crate::sys::names::valid(crate::sys::names::Kind::Kernel, k))
                 .collect()
         })
         .unwrap_or_default();
@@ -132,9 +155,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compression_follows_existing_modules() {
+    fn compression_follows_the_modules_already_there() {
         let d = tempfile::tempdir().unwrap();
-        let k = Kernel::new("6.1", "x86_64", d.path(), None);
+        let at = Locations {
+            install_tree: d.path().to_path_buf(),
+            ..Default::default()
+        };
+        let k = Kernel::new("6.1", "x86_64", &at);
         assert_eq!(k.module_compression(), Compression::None);
         std::fs::create_dir_all(d.path().join("6.1/kernel/drivers/a")).unwrap();
         std::fs::write(d.path().join("6.1/kernel/drivers/a/x.ko.gz"), "").unwrap();
@@ -142,7 +169,11 @@ mod tests {
         std::fs::write(d.path().join("6.1/kernel/drivers/y.ko.xz"), "").unwrap();
         assert_eq!(k.module_compression(), Compression::Xz);
         assert!(!k.has_headers());
-        std::fs::create_dir_all(d.path().join("6.1/build/include")).unwrap();
+        std::fs::create_dir_all(d.path().join("6.1/build/include/config")).unwrap();
         assert!(k.has_headers());
+        assert_eq!(k.config_file, d.path().join("6.1/build/.config"));
+        std::fs::write(d.path().join("6.1/build/include/config/auto.conf"), "CONFIG_X=y\n").unwrap();
+        let k = Kernel::new("6.1", "x86_64", &at);
+        assert!(k.config().unwrap().enabled("CONFIG_X"));
     }
 }

@@ -1,0 +1,170 @@
+//! dkms.conf's scripts (POST_ADD, PRE_BUILD, POST_BUILD, PRE_INSTALL,
+//! POST_INSTALL, POST_REMOVE), found and run as dkms runs them: the value
+//! is `script args`, relative to the module's `build` directory (the build
+//! scripts, logged in make.log by the build) or `source` directory (the
+//! others, output on the terminal); with dkms 3.4 an executable
+//! `/etc/dkms/<module>/<script>` is taken first. A script that is not
+//! executable is skipped with a warning.
+
+use crate::ui::Sink;
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A script to run.
+pub struct Script<'a> {
+    /// dkms's name for it: `post_add`, `pre_build`, ...
+    pub what: &'a str,
+    /// The directive's value: `script.sh args`.
+    pub value: &'a str,
+    /// The directory it is relative to.
+    pub dir: PathBuf,
+    /// `/etc/dkms/<module>` when overrides are read (dkms 3.4).
+    pub overrides: Option<PathBuf>,
+}
+
+fn executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+impl Script<'_> {
+    /// The directory to run in and the command line, or None when the
+    /// script is not executable.
+    pub fn resolve(&self) -> Option<(PathBuf, String)> {
+        let first = self.value.split(' ').next().unwrap_or("");
+        if let Some(o) = &self.overrides {
+            if executable(&o.join(first)) {
+                return Some((o.clone(), format!("{}/{}", o.display(), self.value)));
+            }
+        }
+        executable(&self.dir.join(first)).then(|| (self.dir.clone(), format!("{}/{}", self.dir.display(), self.value)))
+    }
+
+    fn not_executable(&self, sink: &dyn Sink) {
+        sink.out("");
+        sink.warn(&format!(
+            "the {} script {} is not executable; it was not run",
+            self.what,
+            self.dir.join(self.value.split(' ').next().unwrap_or("")).display()
+        ));
+    }
+}
+
+/// Runs a source-directory script with its output on `sink` (captured when
+/// the sink buffers); returns its exit code, or None when it was skipped.
+pub fn run(s: &Script, env: &[(String, String)], sink: &dyn Sink) -> Result<Option<i32>> {
+    let Some((dir, line)) = s.resolve() else {
+        s.not_executable(sink);
+        return Ok(None);
+    };
+    sink.out(&format!("Running the {} script:", s.what));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut cmd = Command::new(words[0]);
+    cmd.args(&words[1..])
+        .current_dir(&dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    let code = if sink.captures() {
+        let (mut r, w) = std::io::pipe().context("creating a pipe")?;
+        cmd.stdout(w.try_clone().context("duplicating a pipe")?).stderr(w);
+        let mut child = cmd.spawn().with_context(|| format!("running {line}"))?;
+        drop(cmd);
+        let mut text = String::new();
+        r.read_to_string(&mut text).ok();
+        for l in text.lines() {
+            sink.out(l);
+        }
+        child.wait().with_context(|| format!("waiting for {line}"))?
+    } else {
+        cmd.status().with_context(|| format!("running {line}"))?
+    };
+    Ok(Some(crate::sys::cmd::code_of(code)))
+}
+
+/// A build script as make.log records it: `cd DIR/ && DIR/script args`;
+/// None when it is not executable (the warning goes to `sink`).
+pub fn build_command(s: &Script, sink: &dyn Sink) -> Option<String> {
+    match s.resolve() {
+        Some((dir, line)) => Some(format!("cd {}/ && {line}", dir.display())),
+        None => {
+            s.not_executable(sink);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::Buffered;
+
+    fn script(dir: &Path, body: &str) {
+        let p = dir.join("script.sh");
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn source_scripts_run_in_their_directory_with_arguments() {
+        let d = tempfile::tempdir().unwrap();
+        script(d.path(), "#!/bin/sh\necho \"$0 $* in $(pwd)\"\necho err >&2\nexit 4\n");
+        let s = Script {
+            what: "post_add",
+            value: "script.sh post_add",
+            dir: d.path().to_path_buf(),
+            overrides: None,
+        };
+        let b = Buffered::default();
+        assert_eq!(run(&s, &[], &b).unwrap(), Some(4));
+        let t = b.text();
+        assert!(t.starts_with("Running the post_add script:\n"), "{t}");
+        assert!(
+            t.contains(&format!(
+                "{}/script.sh post_add in {}",
+                d.path().display(),
+                d.path().display()
+            )) && t.contains("err"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn overrides_win_and_missing_scripts_warn() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, etc) = (d.path().join("src"), d.path().join("etc"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        script(&src, "#!/bin/sh\necho source\n");
+        script(&etc, "#!/bin/sh\necho override $*\n");
+        let s = Script {
+            what: "pre_install",
+            value: "script.sh pre_install",
+            dir: src.clone(),
+            overrides: Some(etc.clone()),
+        };
+        let b = Buffered::default();
+        run(&s, &[], &b).unwrap();
+        assert!(b.text().contains("override pre_install"));
+        let s = Script {
+            what: "pre_build",
+            value: "script.sh pre_build",
+            dir: src.clone(),
+            overrides: None,
+        };
+        assert_eq!(
+            build_command(&s, &b).unwrap(),
+            format!("cd {}/ && {}/script.sh pre_build", src.display(), src.display())
+        );
+        let s = Script {
+            what: "post_build",
+            value: "missing.sh",
+            dir: src,
+            overrides: None,
+        };
+        let b = Buffered::default();
+        assert!(build_command(&s, &b).is_none());
+        assert!(b.text().contains("not executable"));
+    }
+}
