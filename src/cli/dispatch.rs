@@ -69,6 +69,7 @@ fn options(c: &Common) -> Options {
         modprobe_on_install: c.modprobe_on_install,
         symlink_modules: c.symlink_modules,
         templatekernel: c.templatekernel.clone(),
+        hook: false,
     }
 }
 

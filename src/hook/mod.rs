@@ -75,6 +75,7 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
         distro,
         opts: ops::Options {
             verbose: c.verbose,
+            hook: true,
             ..Default::default()
         },
     };

@@ -44,11 +44,13 @@ pub enum Ran {
     Emptied,
 }
 
-/// Runs depmod for `release`.
-pub fn run(release: &str, install_tree: &Path) -> Result<Ran> {
+/// Runs depmod for `release`; without modules.dep only when `create`
+/// (the package-manager hooks make it for a kernel they installed modules
+/// into, as Arch's dkms hook does).
+pub fn run(release: &str, install_tree: &Path, create: bool) -> Result<Ran> {
     let kdir = install_tree.join(release);
     let dep = kdir.join("modules.dep");
-    if !dep.is_file() {
+    if !dep.is_file() && !(create && kdir.is_dir()) {
         return Ok(Ran::Skipped);
     }
     let a = args(release, install_tree, Path::new("/boot"));
@@ -106,6 +108,7 @@ mod tests {
     fn a_kernel_without_modules_dep_is_skipped() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("lib/modules/6.1")).unwrap();
-        assert_eq!(run("6.1", &d.path().join("lib/modules")).unwrap(), Ran::Skipped);
+        assert_eq!(run("6.1", &d.path().join("lib/modules"), false).unwrap(), Ran::Skipped);
+        assert_eq!(run("6.2", &d.path().join("lib/modules"), true).unwrap(), Ran::Skipped, "no such kernel");
     }
 }

@@ -36,7 +36,9 @@ pub fn depmod(cx: &Cx, changes: &BTreeMap<String, Change>, sink: &dyn Sink) -> i
             journal.depmod_done(&k);
             continue;
         }
-        match depmod::run(&k, &cx.settings.install_tree) {
+        // the hooks make modules.dep for a kernel they installed modules into
+        let create = cx.opts.hook && changes.get(&k).is_some_and(|c| !c.installed.is_empty());
+        match depmod::run(&k, &cx.settings.install_tree, create) {
             Ok(depmod::Ran::Done) => {
                 sink.out(&format!("Running depmod for kernel {k}: done."));
                 journal.depmod_done(&k);

@@ -49,6 +49,8 @@ pub struct Options {
     pub modprobe_on_install: bool,
     pub symlink_modules: bool,
     pub templatekernel: Option<String>,
+    /// Called from a package-manager hook (modsync's own behaviour where it differs).
+    pub hook: bool,
 }
 
 /// What every operation of one command shares.
@@ -291,7 +293,8 @@ impl Cx {
     }
 
     /// Takes the tree's lock and finishes what a killed run left (dkms's
-    /// `check_rw_dkms_tree` first: the tree must exist and be writable).
+    /// `check_rw_dkms_tree` first: the tree must exist and be writable; only
+    /// the default /var/lib/dkms is made when missing).
     pub fn lock(&self, sink: &dyn Sink) -> Result<Lock> {
         let t = &self.settings.dkms_tree;
         if t == Path::new("/") || !t.is_absolute() {
@@ -302,6 +305,10 @@ impl Cx {
                     t.display()
                 ),
             ));
+        }
+        // the packages ship /var/lib/dkms; a binary installed by hand makes it
+        if t == Path::new("/var/lib/dkms") && !t.exists() {
+            let _ = std::fs::create_dir(t);
         }
         let c = std::ffi::CString::new(t.as_os_str().as_encoded_bytes())
             .map_err(|_| fail(code::GENERIC, "the DKMS tree's path holds a NUL"))?;

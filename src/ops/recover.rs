@@ -33,7 +33,7 @@ pub fn run(cx: &Cx, sink: &dyn Sink) {
         return;
     }
     for k in journal.depmod_pending() {
-        match depmod::run(&k, &cx.settings.install_tree) {
+        match depmod::run(&k, &cx.settings.install_tree, false) {
             Ok(_) => journal.depmod_done(&k),
             Err(e) => {
                 journal.set_aside_depmod(&k, &format!("{e:#}"));
