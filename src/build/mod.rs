@@ -492,10 +492,9 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
     let result = env.tree.build_result(m, v, &k.release, &k.arch);
     let _ = std::fs::rename(&log_path, result.join("log/make.log"))
         .or_else(|_| std::fs::copy(&log_path, result.join("log/make.log")).map(|_| ()));
+    // an isolated build leaves the shared mount point: other builds of this
+    // version may still bind over it; the executor removes it at the end
     let _ = std::fs::remove_dir_all(&wd.real);
-    if wd.isolated() {
-        let _ = std::fs::remove_dir(&wd.seen);
-    }
     if job.conf.build_depends_rebuild && !env.force {
         for (d, dv) in depends_versions(env.tree, job.conf, k) {
             let _ = write_atomic(&result.join(format!(".dep_{d}")), format!("{dv}\n").as_bytes(), 0o644);

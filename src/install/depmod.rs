@@ -50,7 +50,7 @@ pub enum Ran {
 pub fn run(release: &str, install_tree: &Path, create: bool) -> Result<Ran> {
     let kdir = install_tree.join(release);
     let dep = kdir.join("modules.dep");
-    if !dep.is_file() && !(create && kdir.is_dir()) {
+    if !(dep.is_file() || (create && kdir.is_dir())) {
         return Ok(Ran::Skipped);
     }
     let a = args(release, install_tree, Path::new("/boot"));
@@ -109,6 +109,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("lib/modules/6.1")).unwrap();
         assert_eq!(run("6.1", &d.path().join("lib/modules"), false).unwrap(), Ran::Skipped);
-        assert_eq!(run("6.2", &d.path().join("lib/modules"), true).unwrap(), Ran::Skipped, "no such kernel");
+        assert_eq!(
+            run("6.2", &d.path().join("lib/modules"), true).unwrap(),
+            Ran::Skipped,
+            "no such kernel"
+        );
     }
 }

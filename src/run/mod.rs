@@ -426,6 +426,13 @@ pub fn execute(cx: &Cx, jobs: &[Job], sink: &dyn Sink) -> Record {
         ticker.stop.store(true, Ordering::SeqCst);
         r
     });
+    // the shared mount points of isolated builds go once no build can use
+    // them (only when empty: a failed build's directory comes next)
+    if cx.isolate {
+        for j in jobs.iter().filter(|j| j.work.build) {
+            let _ = std::fs::remove_dir(cx.tree.build_dir(&j.module, &j.version));
+        }
+    }
     // failed builds leave their directory where dkms leaves it: m/v/build
     for w in failed_dirs.into_inner().unwrap_or_default() {
         if w.isolated() {
