@@ -1,8 +1,9 @@
 #!/bin/bash
 # The whole test suite, as CI runs it on a fresh Debian 12 machine (root):
-# prepare the machine (tests/setup.sh), then `cargo test --release` for every
-# test target of the repository. Extra arguments go to cargo test
-# (e.g. `tests/ci.sh --features alpm`, `tests/ci.sh --test e2e_engine`).
+# prepare the machine (tests/setup.sh), check formatting and clippy, fuzz the
+# parsers for a bounded time, then `cargo test --release` for every test
+# target of the repository (unit tests and tests/integration). Extra arguments go to cargo test
+# (e.g. `tests/ci.sh --features alpm`, `tests/ci.sh --test integration`).
 # Exits with cargo's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,11 @@ export MODSYNC_ACCEPTANCE_CACHE="${MODSYNC_ACCEPTANCE_CACHE:-/var/cache/modsync-
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
+
+# style gates: formatting and clippy with warnings as errors
+cargo fmt --check
+cargo clippy --release --all-targets --features alpm -- -D warnings
+echo "ci: cargo fmt and clippy clean"
 
 # bounded fuzz runs of the parsers (tests/fuzz); a finding fails CI
 fuzz_rc=0

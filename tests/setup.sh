@@ -2,9 +2,11 @@
 # Prepares a fresh Debian 12 machine (as root) for modsync's test suite.
 # Idempotent: a second run only checks and prints the same summary.
 #
-# - build tools, qemu, debootstrap, pacman, dnf/rpm and systemd's
-#   kernel-install (what every test target needs), and a Rust toolchain
-#   when cargo is missing;
+# - build tools, qemu, debootstrap, pacman, dnf/rpm, systemd's
+#   kernel-install, strace, and Debian's dkms (the reference the upstream
+#   suite and the benchmarks compare against; its /usr/sbin/dkms is the
+#   mount point the upstream-suite harness binds modsync over), and a Rust
+#   toolchain when cargo is missing;
 # - the headers of two Debian kernel ABIs (6.1.0-54 and 6.1.0-56 when the
 #   archive still has them, else the two newest linux-headers-6.1.0-N-amd64);
 # - their kernel images, downloaded (not installed) and extracted into
@@ -25,7 +27,7 @@ DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms"
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
   debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
-  createrepo-c systemd"
+  createrepo-c systemd strace dkms"
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"
@@ -136,6 +138,14 @@ for p in $DKMS_PKGS; do
   srcs="$srcs $(tr '\n' ' ' <"$stamp")"
 done
 echo "setup: dkms sources in $CACHE/src: $(echo $srcs)"
+
+# 6. the acceptance checks' own cache, when they sit beside the repository
+# (tests/integration runs the upstream-suite check, which fills it otherwise)
+acc="$(dirname "$(readlink -f "$0")")/../../shared/acceptance/env.sh"
+if [ -x "$acc" ]; then
+  quiet "$acc"
+  echo "setup: acceptance cache ready ($acc)"
+fi
 
 echo "$kernels" >"$CACHE/kernels"
 echo "setup: done; $CACHE/kernels = $kernels"
