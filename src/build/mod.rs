@@ -7,7 +7,9 @@
 //! build should happen (not built yet, not excluded) and evaluated the
 //! dkms.conf for this kernel.
 
+pub mod make;
 pub mod makelog;
+mod stage;
 pub mod workdir;
 
 use crate::cache::{Cache, KeyBuilder};
@@ -17,11 +19,11 @@ use crate::error::code;
 use crate::kernel::{Compression, Kernel};
 use crate::scripts::{self, Script};
 use crate::sign::Signer;
-use crate::state::record::{self, BuildRecord, BuiltModule};
 use crate::state::Tree;
 use crate::sys::fs::{copy_tree, remove_within, temp_beside, write_atomic};
 use crate::ui::Sink;
 use anyhow::{Context, Result};
+use make::{compiler_env, kcflags, make_command};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use workdir::{Step, Workdir};
@@ -71,80 +73,6 @@ fn failed(code: i32, message: impl Into<String>) -> Failed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
     pub from_cache: bool,
-}
-
-/// The make command as dkms runs it: a leading `make` becomes
-/// `make -jN KERNELRELEASE=K` (`-j` alone for unlimited); with a shared
-/// jobserver the `-jN` is left out so that make takes its tokens. Pure.
-pub fn make_command(conf_command: &str, release: &str, jobs: Jobs) -> String {
-    match conf_command.strip_prefix("make") {
-        Some(rest) => match jobs {
-            Jobs::Explicit(0) => format!("make -j KERNELRELEASE={release}{rest}"),
-            Jobs::Explicit(n) => format!("make -j{n} KERNELRELEASE={release}{rest}"),
-            Jobs::Budget(_) => format!("make KERNELRELEASE={release}{rest}"),
-        },
-        None => conf_command.to_string(),
-    }
-}
-
-/// KCFLAGS with `-g0` appended when every module of the build is stripped
-/// (`strip -g` would discard the debug information anyway), unless the user
-/// keeps it or the kernel makes BTF from it (its headers hold a vmlinux). Pure.
-pub fn kcflags(conf: &ModuleConf, keep_debug: bool, kernel_makes_btf: bool, inherited: Option<&str>) -> Option<String> {
-    let mut built = conf.buildable().peekable();
-    let all_stripped = built.peek().is_some() && built.all(|m| m.strip);
-    if keep_debug || kernel_makes_btf || !all_stripped {
-        return None;
-    }
-    Some(match inherited.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => format!("{s} -g0"),
-        None => "-g0".to_string(),
-    })
-}
-
-/// The compiler variables dkms exports for a kernel: CC from the headers'
-/// `.kernelvariables`, else the compiler named in CONFIG_CC_VERSION_TEXT
-/// when it is installed; clang and ld.lld for kernels built with them.
-fn compiler_env(kernel: &Kernel) -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    let kv = kernel.headers_dir.join(".kernelvariables");
-    if kv.is_file() {
-        let script = format!("show-%:\n\t@echo $($*)\ninclude {}\n", kv.display());
-        let out = Command::new("make")
-            .args(["-s", "-f", "-", "show-CC"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().map(|mut i| i.write_all(script.as_bytes()));
-                c.wait_with_output()
-            });
-        if let Ok(o) = out {
-            env.push(("CC".into(), String::from_utf8_lossy(&o.stdout).trim().to_string()));
-        }
-    }
-    if let Some(cfg) = kernel.config() {
-        if let Some(cc) = cfg
-            .get("CONFIG_CC_VERSION_TEXT")
-            .and_then(|t| t.trim_matches('"').split(' ').next())
-            .filter(|c| !c.is_empty())
-        {
-            if crate::sys::cmd::on_path(cc) {
-                env.push(("CC".into(), cc.to_string()));
-                env.push(("KERNEL_CC".into(), cc.to_string()));
-            }
-        }
-        if cfg.enabled("CONFIG_CC_IS_CLANG") && crate::sys::cmd::on_path("clang") {
-            env.push(("CC".into(), "clang".into()));
-            env.push(("KERNEL_CC".into(), "clang".into()));
-        }
-        if cfg.enabled("CONFIG_LD_IS_LLD") && crate::sys::cmd::on_path("ld.lld") {
-            env.push(("LD".into(), "ld.lld".into()));
-            env.push(("KERNEL_LD".into(), "ld.lld".into()));
-        }
-    }
-    env
 }
 
 /// The BUILD_DEPENDS not installed for the kernel (any version counts).
@@ -486,7 +414,7 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
             ),
         ));
     }
-    stage(env, job, sink).map_err(|e| with_log(code::MODULE_MISSING, format!("{e:#}")))?;
+    stage::stage(env, job, sink).map_err(|e| with_log(code::MODULE_MISSING, format!("{e:#}")))?;
     build_script(&mut log, "post_build", &job.conf.post_build)?;
     drop(log);
     let result = env.tree.build_result(m, v, &k.release, &k.arch);
@@ -501,170 +429,4 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
         }
     }
     Ok(Built { from_cache: false })
-}
-
-/// Compresses `file` in place with the tool dkms uses; returns the new
-/// path, or None when the tool failed (the module is kept uncompressed).
-fn compress(file: &Path, c: Compression, opts: &crate::config::settings::CompressOpts) -> Option<PathBuf> {
-    let (tool, o) = match c {
-        Compression::None => return Some(file.to_path_buf()),
-        Compression::Gzip => ("gzip", &opts.gzip),
-        Compression::Xz => ("xz", &opts.xz),
-        Compression::Zstd => ("zstd", &opts.zstd),
-    };
-    let st = Command::new(tool)
-        .args(o.split_whitespace())
-        .arg("-f")
-        .arg(file)
-        .status();
-    let out = PathBuf::from(format!("{}{}", file.display(), c.suffix()));
-    (st.is_ok_and(|s| s.success()) && out.is_file()).then_some(out)
-}
-
-/// Strip, sign and compress the built modules into a staging directory,
-/// then rename it to `m/v/K/A`.
-fn stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<()> {
-    let (m, v, k, wd) = (job.module, job.version, job.kernel, job.workdir);
-    let dest = env.tree.build_result(m, v, &k.release, &k.arch);
-    let kdir = env.tree.kernel_dir(m, v, &k.release);
-    std::fs::create_dir_all(&kdir).with_context(|| format!("creating {}", kdir.display()))?;
-    let staging = temp_beside(&dest);
-    let _ = std::fs::remove_dir_all(&staging);
-    let res = (|| -> Result<()> {
-        std::fs::create_dir_all(staging.join("module")).with_context(|| format!("creating {}", staging.display()))?;
-        std::fs::create_dir_all(staging.join("log")).with_context(|| format!("creating {}", staging.display()))?;
-        let symvers = wd.real.join("Module.symvers");
-        if symvers.is_file() {
-            std::fs::copy(&symvers, staging.join("module/Module.symvers"))
-                .with_context(|| format!("copying {}", symvers.display()))?;
-        }
-        let clang = job.vars.iter().any(|(k, v)| k == "CC" && v == "clang");
-        let mut rec = BuildRecord {
-            depends: job.conf.build_depends.clone(),
-            rebuild_on_depends: job.conf.build_depends_rebuild,
-            ..Default::default()
-        };
-        for spec in job.conf.buildable() {
-            let rel = format!("{}{}.ko", spec.built_location, spec.built_name);
-            let built = wd.real.join(&rel);
-            if spec.strip {
-                let _ = Command::new(if clang { "llvm-strip" } else { "strip" })
-                    .arg("-g")
-                    .arg(&built)
-                    .status();
-            }
-            if let Some(s) = job.signer {
-                sink.out(&format!("Signing module {}", wd.seen.join(&rel).display()));
-                if let Err(why) = crate::sign::sign(s, &built) {
-                    sink.warn(&format!("could not sign {}: {why}", wd.seen.join(&rel).display()));
-                }
-            }
-            let (from, suffix) = match compress(&built, job.compression, &env.settings.compress) {
-                Some(p) => (p, job.compression.suffix()),
-                None => (built.clone(), ""),
-            };
-            let file = format!("{}.ko{suffix}", spec.dest_name);
-            std::fs::copy(&from, staging.join("module").join(&file))
-                .with_context(|| format!("copying {} to {}", from.display(), staging.display()))?;
-            rec.modules.push(BuiltModule {
-                name: spec.dest_name.clone(),
-                file,
-                location: spec.dest_location.clone(),
-                declared_location: spec.declared_location.clone(),
-            });
-        }
-        write_atomic(&staging.join(record::FILE), &record::to_json(&rec), 0o644)?;
-        std::fs::set_permissions(&staging, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok();
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest).with_context(|| format!("replacing {}", dest.display()))?;
-        }
-        std::fs::rename(&staging, &dest)
-            .with_context(|| format!("renaming {} to {}", staging.display(), dest.display()))
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::directives::{evaluate, Context as C};
-    use crate::config::shell::Raw;
-
-    fn conf(pairs: &[(&str, usize, &str)]) -> ModuleConf {
-        let mut r = Raw::default();
-        for (n, i, v) in [
-            ("PACKAGE_NAME", 0, "foo"),
-            ("PACKAGE_VERSION", 0, "1"),
-            ("DEST_MODULE_LOCATION", 0, "/updates"),
-        ]
-        .iter()
-        .chain(pairs)
-        {
-            r.vars.entry(n.to_string()).or_default().insert(*i, v.to_string());
-        }
-        evaluate(
-            &r,
-            &C {
-                kernelver: "6.1",
-                arch: "x86_64",
-                per_module_exclusive: true,
-                ..Default::default()
-            },
-        )
-        .conf
-    }
-
-    #[test]
-    fn make_is_rewritten_as_dkms_does() {
-        assert_eq!(
-            make_command("make -C /k M=/b", "6.1", Jobs::Explicit(1)),
-            "make -j1 KERNELRELEASE=6.1 -C /k M=/b"
-        );
-        assert_eq!(
-            make_command("make -C /k M=/b", "6.1", Jobs::Explicit(0)),
-            "make -j KERNELRELEASE=6.1 -C /k M=/b"
-        );
-        assert_eq!(
-            make_command("make all", "6.1", Jobs::Budget(4)),
-            "make KERNELRELEASE=6.1 all"
-        );
-        assert_eq!(make_command("./build.sh", "6.1", Jobs::Explicit(2)), "./build.sh");
-        assert_eq!(
-            make_command("makefoo", "6.1", Jobs::Explicit(2)),
-            "make -j2 KERNELRELEASE=6.1foo",
-            "a prefix, as in dkms"
-        );
-    }
-
-    #[test]
-    fn debug_info_is_skipped_only_when_everything_is_stripped() {
-        let c = conf(&[
-            ("BUILT_MODULE_NAME", 0, "a"),
-            ("BUILT_MODULE_NAME", 1, "b"),
-            ("DEST_MODULE_LOCATION", 1, "/updates"),
-        ]);
-        assert_eq!(kcflags(&c, false, false, None).as_deref(), Some("-g0"));
-        assert_eq!(kcflags(&c, false, false, Some("-DX ")).as_deref(), Some("-DX -g0"));
-        assert_eq!(kcflags(&c, true, false, None), None, "the user keeps debug info");
-        assert_eq!(kcflags(&c, false, true, None), None, "the kernel makes BTF from it");
-        let c = conf(&[
-            ("BUILT_MODULE_NAME", 0, "a"),
-            ("BUILT_MODULE_NAME", 1, "b"),
-            ("DEST_MODULE_LOCATION", 1, "/updates"),
-            ("STRIP", 1, "no"),
-        ]);
-        assert_eq!(kcflags(&c, false, false, None), None, "b keeps its debug info");
-        assert_eq!(
-            kcflags(
-                &conf(&[("BUILT_MODULE_NAME", 0, "a"), ("BUILD_EXCLUSIVE_ARCH", 0, "none")]),
-                false,
-                false,
-                None
-            ),
-            None
-        );
-    }
 }
