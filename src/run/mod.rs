@@ -5,20 +5,20 @@
 //! tree. The caller uses the record for depmod, the initramfs and the exit
 //! code. A job's messages are printed as one block when it ends.
 
+mod job;
 pub mod scheduler;
 
-use crate::build;
 use crate::build::workdir::Workdir;
 use crate::cache::Cache;
 use crate::config::directives::Evaluated;
 use crate::config::settings::{Jobs, Settings};
-use crate::install::{self, uninstall};
+use crate::install;
 use crate::kernel::Kernel;
 use crate::plan::Work;
 use crate::sign::Signer;
-use crate::state::journal::{Entry, Journal, Step};
+use crate::state::journal::Journal;
 use crate::state::Tree;
-use crate::sys::fs::{remove_within, temp_beside};
+use crate::sys::fs::remove_within;
 use crate::ui::{Buffered, Sink};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -113,174 +113,6 @@ pub struct Change {
 pub struct Record {
     pub outcomes: Vec<Outcome>,
     pub changes: BTreeMap<String, Change>,
-}
-
-/// The work directory of a job: private when builds of one version may
-/// overlap, else dkms's own `m/v/build`.
-fn workdir(cx: &Cx, j: &Job) -> Workdir {
-    let seen = cx.tree.build_dir(&j.module, &j.version);
-    if cx.isolate {
-        let real = cx
-            .tree
-            .version_dir(&j.module, &j.version)
-            .join(format!(".modsync/work-{}-{}", j.kernel.release, j.kernel.arch));
-        Workdir { real, seen }
-    } else {
-        Workdir {
-            real: seen.clone(),
-            seen,
-        }
-    }
-}
-
-struct JobResult {
-    outcome: Outcome,
-    change: Change,
-    /// The kept work directory of a failed build, to become `m/v/build`.
-    failed_workdir: Option<Workdir>,
-}
-
-fn run_job(cx: &Cx, j: &Job, jobserver: Option<&jobserver::Client>, sink: &dyn Sink) -> JobResult {
-    let mut change = Change::default();
-    let (m, v, k) = (j.module.as_str(), j.version.as_str(), &j.kernel);
-    let target = install::Target {
-        tree: cx.tree,
-        module: m,
-        version: v,
-        kernel: k,
-        conf: &j.conf.conf,
-        compression: k.module_compression(),
-    };
-    let scripts = install::ScriptEnv {
-        source_dir: j.source_link.clone(),
-        overrides: cx
-            .settings
-            .compat
-            .etc_overrides()
-            .then(|| cx.settings.etc_dkms().join(m)),
-        vars: &j.vars,
-    };
-    let done = |outcome: Outcome, change: Change| JobResult {
-        outcome,
-        change,
-        failed_workdir: None,
-    };
-    if j.work.uninstall_first {
-        match uninstall::uninstall(&target, &cx.install, &scripts, cx.journal, sink) {
-            Ok(u) => change.removed.extend(u.names),
-            Err(f) => {
-                return done(
-                    Outcome::Failed {
-                        code: f.code,
-                        message: f.message,
-                        log: None,
-                    },
-                    change,
-                )
-            }
-        }
-        sink.out("");
-    }
-    if j.work.unbuild_first {
-        if let Err(e) = remove_within(&cx.tree.root, &cx.tree.build_result(m, v, &k.release, &k.arch)) {
-            return done(
-                Outcome::Failed {
-                    code: crate::error::code::GENERIC,
-                    message: format!("{e:#}"),
-                    log: None,
-                },
-                change,
-            );
-        }
-    }
-    let mut built = false;
-    if j.work.build {
-        let wd = workdir(cx, j);
-        let staging = temp_beside(&cx.tree.build_result(m, v, &k.release, &k.arch));
-        let entry = Entry {
-            what: format!("building {}", j.label()),
-            kernel: None,
-            steps: vec![
-                Step::RemoveDir {
-                    root: cx.tree.root.clone(),
-                    path: staging,
-                },
-                Step::RemoveDir {
-                    root: cx.tree.root.clone(),
-                    path: wd.real.clone(),
-                },
-            ],
-        };
-        let entry_path = match cx.journal.begin(&entry) {
-            Ok(p) => p,
-            Err(e) => {
-                return done(
-                    Outcome::Failed {
-                        code: crate::error::code::GENERIC,
-                        message: format!("{e:#}"),
-                        log: None,
-                    },
-                    change,
-                )
-            }
-        };
-        let env = build::Env {
-            tree: cx.tree,
-            settings: cx.settings,
-            force: cx.force,
-            jobserver,
-            cache: cx.cache.as_ref(),
-        };
-        let signer = cx.signers.get(&(k.release.clone(), k.arch.clone())).cloned().flatten();
-        let job = build::Job {
-            module: m,
-            version: v,
-            kernel: k,
-            conf: &j.conf.conf,
-            source: &j.source,
-            vars: &j.vars,
-            signer: signer.as_ref(),
-            workdir: &wd,
-            compression: target.compression,
-        };
-        let res = build::build(&env, &job, sink);
-        let _ = std::fs::remove_file(&entry_path);
-        match res {
-            Ok(_) => built = true,
-            Err(f) => {
-                let keep = f.log.is_some().then(|| wd.clone());
-                return JobResult {
-                    outcome: Outcome::Failed {
-                        code: f.code,
-                        message: f.message,
-                        log: f.log,
-                    },
-                    change,
-                    failed_workdir: keep,
-                };
-            }
-        }
-    }
-    let mut installed = false;
-    if j.work.install {
-        match install::install(&target, &cx.install, &scripts, cx.journal, sink) {
-            Ok(i) => {
-                installed = true;
-                change.installed.extend(i.names);
-            }
-            Err(f) => {
-                return done(
-                    Outcome::Failed {
-                        code: f.code,
-                        message: f.message,
-                        log: None,
-                    },
-                    change,
-                )
-            }
-        }
-    }
-    done(Outcome::Done { built, installed }, change)
 }
 
 /// A job's expected build work, to start the longest first: compiling is
@@ -396,7 +228,7 @@ pub fn execute(cx: &Cx, jobs: &[Job], sink: &dyn Sink) -> Record {
             if let Some(h) = &j.header {
                 job_sink.out(h);
             }
-            let r = run_job(cx, j, jobserver.as_ref(), job_sink);
+            let r = job::run_job(cx, j, jobserver.as_ref(), job_sink);
             drop(token);
             ticker
                 .running
