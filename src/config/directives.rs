@@ -88,6 +88,9 @@ impl Evaluated {
     }
 }
 
+/// More module records than any dkms.conf declares; a larger index is refused.
+pub const MAX_RECORDS: usize = 1024;
+
 /// The facts about the kernel and the tree that the rules need.
 #[derive(Debug, Clone, Default)]
 pub struct Context<'a> {
@@ -107,6 +110,9 @@ pub struct Context<'a> {
     pub clang: bool,
     /// dkms 3.3+'s per-module BUILD_EXCLUSIVE; dkms 3.0 reads index 0 only.
     pub per_module_exclusive: bool,
+    /// dkms 3.4 counts module records to the highest index of the record
+    /// arrays; dkms 3.0 by the longest array's element count.
+    pub records_by_index: bool,
 }
 
 /// bash's `[[ s =~ re ]]`: an invalid expression matches nothing.
@@ -222,7 +228,36 @@ pub fn evaluate(raw: &Raw, c: &Context) -> Evaluated {
         "DEST_MODULE_NAME",
         "DEST_MODULE_LOCATION",
     ];
-    let num = record.iter().flat_map(|n| raw.indices(n)).max().map_or(0, |m| m + 1);
+    // dkms 3.4: up to the highest index; dkms 3.0: as many records as the
+    // longest array has elements (a sparse index beyond that is not read).
+    // An index no real file uses is refused (dkms would loop for ever).
+    let too_big: Vec<String> = record
+        .iter()
+        .flat_map(|n| raw.indices(n).into_iter().map(move |i| (n, i)))
+        .filter(|(_, i)| *i >= MAX_RECORDS)
+        .map(|(n, i)| format!("{n}[{i}]"))
+        .collect();
+    if !too_big.is_empty() {
+        errors.push(format!(
+            "{}: index too large (at most {MAX_RECORDS} modules); number the modules 0, 1, 2...",
+            too_big.join(", ")
+        ));
+    }
+    let num = if c.records_by_index {
+        record
+            .iter()
+            .flat_map(|n| raw.indices(n))
+            .filter(|i| *i < MAX_RECORDS)
+            .max()
+            .map_or(0, |m| m + 1)
+    } else {
+        record
+            .iter()
+            .map(|n| raw.indices(n).len())
+            .max()
+            .unwrap_or(0)
+            .min(MAX_RECORDS)
+    };
     // OBSOLETE_BY stands in for a package-wide BUILD_EXCLUSIVE_KERNEL_MAX when no module sets one.
     let obsolete_by = opt(raw, "OBSOLETE_BY");
     let per_module_max = (0..num).any(|i| !get(raw, "BUILD_EXCLUSIVE_KERNEL_MAX", i).is_empty());
@@ -456,6 +491,7 @@ mod tests {
             module_version: "1.0",
             dest_override: Some("/updates/dkms"),
             per_module_exclusive: true,
+            records_by_index: true,
             ..Default::default()
         }
     }
@@ -472,6 +508,43 @@ mod tests {
         let mut p = base();
         p.extend_from_slice(extra);
         evaluate(&raw(&p), &ctx())
+    }
+
+    #[test]
+    fn a_huge_record_index_is_refused_not_looped_over() {
+        // found by fuzzing: index usize::MAX overflowed, a large one looped for ever
+        for by_index in [true, false] {
+            for big in [usize::MAX, usize::MAX / 2, MAX_RECORDS] {
+                let mut p = base();
+                p.push(("BUILT_MODULE_NAME", big, "bar"));
+                let c = Context {
+                    records_by_index: by_index,
+                    ..ctx()
+                };
+                let e = evaluate(&raw(&p), &c);
+                assert!(e.errors.iter().any(|x| x.contains("index too large")), "{:?}", e.errors);
+                assert_eq!(e.conf.modules.len(), 1, "{big}");
+            }
+        }
+    }
+
+    #[test]
+    fn dkms_3_0_counts_records_by_elements() {
+        // two elements, the second at index 7: dkms 3.0 reads indices 0 and 1
+        let mut p = base();
+        p.extend([("BUILT_MODULE_NAME", 0, "a"), ("BUILT_MODULE_NAME", 7, "b")]);
+        let c = Context {
+            records_by_index: false,
+            ..ctx()
+        };
+        let e = evaluate(&raw(&p), &c);
+        assert_eq!(e.conf.modules.len(), 2);
+        assert_eq!(e.conf.modules[0].built_name, "a");
+        assert_eq!(
+            evaluate(&raw(&p), &ctx()).conf.modules.len(),
+            8,
+            "dkms 3.4: to the highest index"
+        );
     }
 
     #[test]

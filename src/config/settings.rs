@@ -115,9 +115,30 @@ impl Compat {
         self == Compat::V34
     }
 
+    /// dkms 3.4 counts dkms.conf module records to the highest array index;
+    /// dkms 3.0 by the longest array's element count.
+    pub fn records_by_index(self) -> bool {
+        self == Compat::V34
+    }
+
     /// dkms 3.4 takes patches and scripts from /etc/dkms/<module>/ first.
     pub fn etc_overrides(self) -> bool {
         self == Compat::V34
+    }
+
+    /// dkms 3.0 leaves an in-kernel module of the same name where it is on
+    /// Debian and Ubuntu (`running_distribution` debian*/ubuntu*) and
+    /// archives it elsewhere; dkms 3.4 archives it everywhere.
+    pub fn archives_originals(self, running_distribution: &str) -> bool {
+        self == Compat::V34
+            || !(running_distribution.starts_with("debian") || running_distribution.starts_with("ubuntu"))
+    }
+
+    /// dkms 3.0 counts a module the version check kept out as installed
+    /// (the kernel's own copy serves: the install succeeds); dkms 3.4 does
+    /// not (with no module installed, the install fails with 6).
+    pub fn refused_counts_as_installed(self) -> bool {
+        self == Compat::V30
     }
 
     /// The default for a distribution: the dkms it ships.

@@ -202,6 +202,7 @@ impl Cx {
                 kconfig: kconfig.as_ref(),
                 clang,
                 per_module_exclusive: self.compat().per_module_exclusive(),
+                records_by_index: self.compat().records_by_index(),
             },
         );
         if strict {

@@ -16,7 +16,7 @@
 # findings are written to tests/fuzz/artifacts/<target>/ (crash-*, timeout-*,
 # oom-*) and the script exits 1 naming them. Reproduce one with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz --sanitizer none -a TARGET ARTIFACT
-# then add it to tests/fuzz_regressions.rs.
+# then keep it as a regression test of the main crate.
 #
 # Works on a stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its
 # unstable flags (-Zsanitizer with FUZZ_SANITIZER=address).
