@@ -39,6 +39,11 @@ pub struct Options {
     pub force_version_override: bool,
     /// dkms's `--symlink-modules`: link into the tree instead of copying.
     pub symlink_modules: bool,
+    /// Move an in-kernel module of the same name aside (to restore it on
+    /// uninstall) rather than leave it in place (dkms 3.0 on Debian/Ubuntu).
+    pub archive_originals: bool,
+    /// A module the version check keeps out counts as installed (dkms 3.0).
+    pub refused_counts_as_installed: bool,
 }
 
 /// What scripts need: the module's source directory (as dkms names it),
@@ -146,6 +151,7 @@ pub fn install(
     let original_dir = t.tree.original_dir(m, kr, ka);
     let mut steps = Vec::new();
     let mut names = Vec::new();
+    let mut kept_out = false;
     for s in t.conf.buildable() {
         let ours = t.tree.built_file(m, v, kr, ka, &s.dest_name).expect("checked above");
         let file = ours
@@ -169,6 +175,7 @@ pub fn install(
         match verdict {
             version_check::Verdict::Refuse(why) => {
                 sink.error(&why);
+                kept_out = true;
                 continue;
             }
             version_check::Verdict::InstallWarned(w) => sink.warn(&w),
@@ -179,7 +186,7 @@ pub fn install(
             sink.out(&format!(
                 "An original {file} was archived by an earlier install; it stays archived"
             ));
-        } else if active.is_none() {
+        } else if active.is_none() && o.archive_originals {
             let mut candidates: Vec<PathBuf> = ["extra", "updates", s.dest_location.trim_start_matches('/')]
                 .iter()
                 .filter_map(|d| either(&k.modules_dir.join(d), &s.dest_name, suffix))
@@ -213,7 +220,7 @@ pub fn install(
         });
         names.push(s.dest_name.clone());
     }
-    if !t.conf.modules.is_empty() && names.is_empty() {
+    if !t.conf.modules.is_empty() && names.is_empty() && !(kept_out && o.refused_counts_as_installed) {
         return Err(fail(
             code::INSTALL_FAILED,
             format!(

@@ -124,6 +124,11 @@ pub fn execute(cx: &Cx, jobs: &[Job], sink: &dyn Sink) -> Record {
             force: cx.opts.force || cx.opts.rpm_safe_upgrade,
             force_version_override: cx.opts.force_version_override,
             symlink_modules: cx.opts.symlink_modules || cx.settings.symlink_modules,
+            archive_originals: cx
+                .settings
+                .compat
+                .archives_originals(&cx.distro.as_ref().map(|d| d.name.clone()).unwrap_or_default()),
+            refused_counts_as_installed: cx.settings.compat.refused_counts_as_installed(),
         },
         cache: cx.settings.cache.then(|| crate::cache::Cache {
             dir: cx.settings.cache_dir.clone(),
