@@ -5,7 +5,7 @@
 //! still `added`), remove follows dkms, the build cache is reused, each
 //! dkms.conf is evaluated once per kernel, and `status` starts no process.
 
-use crate::support::{dkms_source, lines_about, modinfo, root_or_skip, run, run_ok, test_kernels, version_of, World};
+use crate::support::{dkms_source, lines_about, modinfo, require_root, run, run_ok, test_kernels, version_of, World};
 use std::path::Path;
 use std::process::Command;
 
@@ -19,9 +19,7 @@ fn add_source(w: &World, prefix: &str) -> (String, String) {
 
 #[test]
 fn real_drivers_install_for_two_kernels_and_a_broken_one_fails_like_dkms() {
-    if !root_or_skip("real drivers") {
-        return;
-    }
+    require_root("real drivers");
     let ks = test_kernels();
     let w = World::new(&ks);
     let (m, v) = add_source(&w, "v4l2loopback");
@@ -124,9 +122,7 @@ fn counting_module(w: &World, name: &str, depends: &str) {
 
 #[test]
 fn autoinstall_reads_each_dkms_conf_once_and_status_starts_no_process() {
-    if !root_or_skip("one read per module and kernel") {
-        return;
-    }
+    require_root("one read per module and kernel");
     let ks = test_kernels();
     let w = World::new(&ks[..1]);
     counting_module(&w, "alpha", "");
@@ -195,9 +191,7 @@ fn autoinstall_reads_each_dkms_conf_once_and_status_starts_no_process() {
 
 #[test]
 fn a_reinstall_reuses_the_build_cache() {
-    if !root_or_skip("build cache") {
-        return;
-    }
+    require_root("build cache");
     let ks = test_kernels();
     let w = World::new(&ks[..1]);
     run_ok(

@@ -6,7 +6,7 @@
 //! exit with dkms's code while every file of the world stays byte for byte
 //! as it was. Injection is probed with a marker file that must not appear.
 
-use crate::support::{root_or_skip, run, run_ok, test_kernels, World};
+use crate::support::{require_root, run, run_ok, test_kernels, World};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -72,9 +72,7 @@ fn refused(w: &World, args: &[&str], code: i32) {
 
 #[test]
 fn names_versions_and_kernels_that_leave_the_tree_are_refused() {
-    if !root_or_skip("hostile names") {
-        return;
-    }
+    require_root("hostile names");
     let (w, k) = populated();
     std::fs::create_dir_all(w.p("dkms/foo")).unwrap();
     refused(&w, &["remove", "foo/..", "--all"], 3);
@@ -96,9 +94,7 @@ fn names_versions_and_kernels_that_leave_the_tree_are_refused() {
 
 #[test]
 fn a_tree_that_is_not_a_tree_is_refused_and_nothing_is_created() {
-    if !root_or_skip("bad trees") {
-        return;
-    }
+    require_root("bad trees");
     let (w, _k) = populated();
     let before = std::fs::read_dir("/").unwrap().count();
     let o = run(Command::new(env!("CARGO_BIN_EXE_modsync"))
@@ -127,9 +123,7 @@ fn add_conf(w: &World, name: &str, conf: &str) -> crate::support::Out {
 
 #[test]
 fn dkms_conf_values_that_would_leave_their_directories_are_refused() {
-    if !root_or_skip("hostile dkms.conf") {
-        return;
-    }
+    require_root("hostile dkms.conf");
     let (w, _k) = populated();
     let base = "PACKAGE_VERSION=1.0\nBUILT_MODULE_NAME[0]=x\nDEST_MODULE_LOCATION[0]=/updates\n";
     for (name, conf) in [
@@ -150,9 +144,7 @@ fn dkms_conf_values_that_would_leave_their_directories_are_refused() {
 
 #[test]
 fn links_and_records_planted_in_the_tree_are_not_followed() {
-    if !root_or_skip("planted links") {
-        return;
-    }
+    require_root("planted links");
     let (w, k) = populated();
     let arch = crate::support::ARCH;
     let outside = w.p("outside");
@@ -192,9 +184,7 @@ fn links_and_records_planted_in_the_tree_are_not_followed() {
 
 #[test]
 fn hooks_refuse_bad_arguments_and_never_fail_the_package_manager() {
-    if !root_or_skip("hook arguments") {
-        return;
-    }
+    require_root("hook arguments");
     let (w, k) = populated();
     let before = snapshot(w.root());
     for args in [

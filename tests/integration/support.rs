@@ -25,24 +25,17 @@ pub fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The one rule for prerequisites: true when `ok`; otherwise the test is
-/// skipped with `why` on a developer's machine, and fails where
-/// MODSYNC_E2E_REQUIRE=1 (CI sets it), so a missing prerequisite never
-/// passes there.
-pub fn require(test: &str, ok: bool, why: &str) -> bool {
-    if ok {
-        return true;
-    }
+/// The one rule for prerequisites: true when `ok`; otherwise the test
+/// fails with `why`. A test that cannot run never counts as passed.
+pub fn require(test: &str, ok: bool, why: &str) {
     assert!(
-        std::env::var_os("MODSYNC_E2E_REQUIRE").is_none(),
-        "{test}: {why} (MODSYNC_E2E_REQUIRE is set: a missing prerequisite fails the test; `sudo tests/ci.sh` prepares everything)"
+        ok,
+        "{test}: {why}; `sudo tests/ci.sh` prepares everything these tests need"
     );
-    eprintln!("SKIPPED {test}: {why}; `sudo tests/ci.sh` prepares everything and requires every test to run");
-    false
 }
 
-/// True when the test may run as root; see [`require`].
-pub fn root_or_skip(test: &str) -> bool {
+/// Fails the test unless it runs as root; see [`require`].
+pub fn require_root(test: &str) {
     require(
         test,
         running_as_root(),

@@ -6,7 +6,7 @@
 //! line and file check must match what the real dkms of each release gives.
 //! Output text may differ (it is printed, not compared).
 
-use crate::support::{require, root_or_skip, run};
+use crate::support::{require, require_root, run};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -19,18 +19,14 @@ fn shared() -> PathBuf {
 
 fn suite(tag: &str) {
     let test = format!("upstream suite {tag}");
-    if !root_or_skip(&test) {
-        return;
-    }
+    require_root(&test);
     let runner = shared().join("acceptance/check-upstream-suite.sh");
     let material = shared().join(format!("upstream-dkms/dkms-tests-{tag}.tar.gz"));
-    if !require(
+    require(
         &test,
         runner.is_file() && material.is_file(),
         &format!("{} or {} is missing", runner.display(), material.display()),
-    ) {
-        return;
-    }
+    );
     let o = run(Command::new("bash")
         .arg(&runner)
         .arg(env!("CARGO_BIN_EXE_modsync"))
