@@ -134,13 +134,6 @@ impl Compat {
             || !(running_distribution.starts_with("debian") || running_distribution.starts_with("ubuntu"))
     }
 
-    /// dkms 3.0 counts a module the version check kept out as installed
-    /// (the kernel's own copy serves: the install succeeds); dkms 3.4 does
-    /// not (with no module installed, the install fails with 6).
-    pub fn refused_counts_as_installed(self) -> bool {
-        self == Compat::V30
-    }
-
     /// The default for a distribution: the dkms it ships.
     pub fn default_for(d: Option<&Distro>) -> Compat {
         let major = |d: &Distro| d.version_id.split('.').next().and_then(|v| v.parse::<u32>().ok());

@@ -42,8 +42,6 @@ pub struct Options {
     /// Move an in-kernel module of the same name aside (to restore it on
     /// uninstall) rather than leave it in place (dkms 3.0 on Debian/Ubuntu).
     pub archive_originals: bool,
-    /// A module the version check keeps out counts as installed (dkms 3.0).
-    pub refused_counts_as_installed: bool,
 }
 
 /// What scripts need: the module's source directory (as dkms names it),
@@ -151,7 +149,6 @@ pub fn install(
     let original_dir = t.tree.original_dir(m, kr, ka);
     let mut steps = Vec::new();
     let mut names = Vec::new();
-    let mut kept_out = false;
     for s in t.conf.buildable() {
         let ours = t.tree.built_file(m, v, kr, ka, &s.dest_name).expect("checked above");
         let file = ours
@@ -175,7 +172,6 @@ pub fn install(
         match verdict {
             version_check::Verdict::Refuse(why) => {
                 sink.error(&why);
-                kept_out = true;
                 continue;
             }
             version_check::Verdict::InstallWarned(w) => sink.warn(&w),
@@ -220,7 +216,7 @@ pub fn install(
         });
         names.push(s.dest_name.clone());
     }
-    if !t.conf.modules.is_empty() && names.is_empty() && !(kept_out && o.refused_counts_as_installed) {
+    if !t.conf.modules.is_empty() && names.is_empty() {
         return Err(fail(
             code::INSTALL_FAILED,
             format!(

@@ -128,7 +128,6 @@ pub fn execute(cx: &Cx, jobs: &[Job], sink: &dyn Sink) -> Record {
                 .settings
                 .compat
                 .archives_originals(&cx.distro.as_ref().map(|d| d.name.clone()).unwrap_or_default()),
-            refused_counts_as_installed: cx.settings.compat.refused_counts_as_installed(),
         },
         cache: cx.settings.cache.then(|| crate::cache::Cache {
             dir: cx.settings.cache_dir.clone(),

@@ -11,9 +11,11 @@
 //!   never archives on Debian: the kernel's module stays where it is, ours
 //!   goes to updates/dkms, and uninstall leaves the kernel's module alone;
 //! * dkms's version sanity check: when the kernel already has this very
-//!   module, it is left in place. dkms 3.0 still counts the install as done
-//!   (status then notes the difference); dkms 3.4 aborts with exit code 6.
-//!   `--force-version-override` installs over it (archiving it on 3.4).
+//!   module, it is left in place and, with no module installed, the install
+//!   fails with 6 (3.0 and 3.4 alike, as upstream's own suites check; the
+//!   Ubuntu patch in Debian's package that counts it as installed is not
+//!   followed). `--force-version-override` installs it (archiving the
+//!   kernel's module on 3.4 only).
 
 use crate::support::{image_dir, require_root, test_kernels, World};
 use std::fs;
@@ -131,31 +133,22 @@ fn dkms_3_0_on_debian_leaves_the_in_kernel_module_in_place() {
 }
 
 #[test]
-fn dkms_3_0_leaves_the_same_version_in_place_and_succeeds() {
-    require_root("dkms_3_0_leaves_the_same_version_in_place_and_succeeds");
+fn dkms_3_0_refuses_the_same_version_and_force_version_override_installs_beside_it() {
+    require_root("dkms_3_0_refuses_the_same_version_and_force_version_override_installs_beside_it");
     let (w, k, in_kernel) = dummy_world("dkms_compat = \"3.0\"\n");
     let kernels_own = kernel_ships_ours(&w, &k, &in_kernel);
 
-    let o = w.ok(&["install", "dummy/2.0", "-k", &k]);
-    assert!(
-        w.installed_ko(&k, "dummy").is_none(),
-        "installed over the kernel's module of the same version:\n{}",
-        o.show()
-    );
+    // upstream dkms 3.0.10 (its own suite's multiver section): a module the
+    // version check keeps out is not installed, and with none installed the
+    // install fails with 6, changing nothing
+    let o = w.modsync(&["install", "dummy/2.0", "-k", &k]);
+    assert_eq!(o.code, 6, "{}", o.show());
+    assert!(w.installed_ko(&k, "dummy").is_none(), "{}", o.show());
     assert!(
         fs::read(&in_kernel).unwrap() == kernels_own,
         "the kernel's module was changed"
     );
-    // dkms 3.0's status compares the build with the copy it finds at the
-    // override location, then at DEST_MODULE_LOCATION: the kernel's own
-    // file there is the built one, so no difference is noted
-    assert_eq!(w.status().trim(), format!("dummy/2.0, {k}, x86_64: installed"));
-    // dkms 3.0's uninstall deletes the copy of the active version it finds
-    // there (find_actual_dest_module_location), the kernel's own included;
-    // it restores nothing on Debian. modsync does the same.
-    w.ok(&["uninstall", "dummy/2.0", "-k", &k]);
-    assert!(!in_kernel.exists(), "dkms 3.0 deletes the same-version copy it found");
-    fs::write(&in_kernel, &kernels_own).unwrap();
+    assert_eq!(w.status().trim(), format!("dummy/2.0, {k}, x86_64: built"));
 
     let o = w.ok(&["install", "dummy/2.0", "-k", &k, "--force-version-override"]);
     assert!(
