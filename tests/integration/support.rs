@@ -6,7 +6,8 @@
 //! `--dkmstree T/dkms --sourcetree T/src --installtree T/lib/modules` and
 //! `MODSYNC_SYSCONF_ROOT=T` (so /etc/dkms, /etc/modsync and /etc/os-release
 //! come from `T/etc`). `T/lib/modules/K` is a hard-linked copy of the real
-//! kernel image's modules plus `build -> /usr/src/linux-headers-K`, with
+//! kernel image's modules plus `build -> /usr/src/linux-headers-K` (and
+//! `source`, as the headers package links it), with
 //! depmod run once, so modules are built against real headers and depmod,
 //! modinfo and modprobe see a real kernel tree. The signing key, the build
 //! cache and the state all live under `T`: the host's /var/lib/dkms,
@@ -216,6 +217,10 @@ impl World {
                 run_ok(Command::new("cp").arg("-a").arg(&from).arg(&to));
             }
             std::os::unix::fs::symlink(format!("/usr/src/linux-headers-{k}"), to.join("build")).unwrap();
+            // Debian's headers package also links the common half as `source`
+            if let Ok(common) = fs::read_link(Path::new("/lib/modules").join(k).join("source")) {
+                std::os::unix::fs::symlink(common, to.join("source")).unwrap();
+            }
             run_ok(Command::new("depmod").arg("-b").arg(&w.root).arg(k));
         }
         w

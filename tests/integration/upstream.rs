@@ -27,9 +27,22 @@ fn suite(tag: &str) {
         runner.is_file() && material.is_file(),
         &format!("{} or {} is missing", runner.display(), material.display()),
     );
+    // the harness gives the suite a fresh /tmp: its scripts, the suites and
+    // the binary are copied outside /tmp first, so a checkout under /tmp works
+    let base = std::path::Path::new(crate::support::CACHE).join("tmp");
+    std::fs::create_dir_all(&base).unwrap();
+    let stage = tempfile::Builder::new()
+        .prefix(&format!("upstream-{tag}."))
+        .tempdir_in(&base)
+        .unwrap();
+    for d in ["acceptance", "upstream-dkms"] {
+        crate::support::run_ok(Command::new("cp").arg("-a").arg(shared().join(d)).arg(stage.path()));
+    }
+    let bin = stage.path().join("modsync");
+    std::fs::copy(env!("CARGO_BIN_EXE_modsync"), &bin).unwrap();
     let o = run(Command::new("bash")
-        .arg(&runner)
-        .arg(env!("CARGO_BIN_EXE_modsync"))
+        .arg(stage.path().join("acceptance/check-upstream-suite.sh"))
+        .arg(&bin)
         .arg(tag));
     println!("{}", o.text());
     let last = o.stdout.lines().last().unwrap_or("").to_string();
