@@ -59,32 +59,26 @@ pub fn run_job(cx: &Cx, j: &Job, jobserver: Option<&jobserver::Client>, sink: &d
         change,
         failed_workdir: None,
     };
+    let failed = |code: i32, message: String, change: Change| {
+        done(
+            Outcome::Failed {
+                code,
+                message,
+                log: None,
+            },
+            change,
+        )
+    };
     if j.work.uninstall_first {
         match uninstall::uninstall(&target, &cx.install, &scripts, cx.journal, sink) {
             Ok(u) => change.removed.extend(u.names),
-            Err(f) => {
-                return done(
-                    Outcome::Failed {
-                        code: f.code,
-                        message: f.message,
-                        log: None,
-                    },
-                    change,
-                )
-            }
+            Err(f) => return failed(f.code, f.message, change),
         }
         sink.out("");
     }
     if j.work.unbuild_first {
         if let Err(e) = remove_within(&cx.tree.root, &cx.tree.build_result(m, v, &k.release, &k.arch)) {
-            return done(
-                Outcome::Failed {
-                    code: crate::error::code::GENERIC,
-                    message: format!("{e:#}"),
-                    log: None,
-                },
-                change,
-            );
+            return failed(crate::error::code::GENERIC, format!("{e:#}"), change);
         }
     }
     let mut built = false;
@@ -107,16 +101,7 @@ pub fn run_job(cx: &Cx, j: &Job, jobserver: Option<&jobserver::Client>, sink: &d
         };
         let entry_path = match cx.journal.begin(&entry) {
             Ok(p) => p,
-            Err(e) => {
-                return done(
-                    Outcome::Failed {
-                        code: crate::error::code::GENERIC,
-                        message: format!("{e:#}"),
-                        log: None,
-                    },
-                    change,
-                )
-            }
+            Err(e) => return failed(crate::error::code::GENERIC, format!("{e:#}"), change),
         };
         let env = build::Env {
             tree: cx.tree,
@@ -162,16 +147,7 @@ pub fn run_job(cx: &Cx, j: &Job, jobserver: Option<&jobserver::Client>, sink: &d
                 installed = true;
                 change.installed.extend(i.names);
             }
-            Err(f) => {
-                return done(
-                    Outcome::Failed {
-                        code: f.code,
-                        message: f.message,
-                        log: None,
-                    },
-                    change,
-                )
-            }
+            Err(f) => return failed(f.code, f.message, change),
         }
     }
     done(Outcome::Done { built, installed }, change)
