@@ -71,14 +71,7 @@ pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
         // SAFETY: only async-signal-safe syscalls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(
-                        std::ptr::null(),
-                        root.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ) != 0
+                if !private_namespace(&root)
                     || libc::mount(
                         src.as_ptr(),
                         dst.as_ptr(),
@@ -110,6 +103,26 @@ pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
     Ok(code)
 }
 
+/// In a forked child: a mount namespace of its own whose mounts, from
+/// `root` (`/`) down, no longer propagate to the host. Only async-signal-safe
+/// calls; false when either fails (errno says why).
+///
+/// # Safety
+/// Called between fork and exec only.
+unsafe fn private_namespace(root: &CString) -> bool {
+    // SAFETY: the caller is the forked child; both calls are syscalls.
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+    }
+}
+
 /// Whether builds can get private mount namespaces: root with the right to
 /// unshare, and a root directory that can be made private (in a chroot `/`
 /// is often not a mount point, and a bind mount there would reach the host).
@@ -124,15 +137,7 @@ pub fn can_isolate() -> bool {
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    root.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) != 0
-            {
+            if !private_namespace(&root) {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
