@@ -7,12 +7,13 @@
 //! build should happen (not built yet, not excluded) and evaluated the
 //! dkms.conf for this kernel.
 
+mod inputs;
 pub mod make;
 pub mod makelog;
 mod stage;
 pub mod workdir;
 
-use crate::cache::{Cache, KeyBuilder};
+use crate::cache::Cache;
 use crate::config::directives::ModuleConf;
 use crate::config::settings::{Jobs, Settings};
 use crate::error::code;
@@ -23,9 +24,10 @@ use crate::state::Tree;
 use crate::sys::fs::{copy_tree, remove_within, temp_beside, write_atomic};
 use crate::ui::Sink;
 use anyhow::{Context, Result};
+use inputs::cache_key;
+pub use inputs::{depends_versions, missing_depends};
 use make::{compiler_env, kcflags, make_command};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use workdir::{Step, Workdir};
 
 /// What every build of one command shares.
@@ -73,67 +75,6 @@ fn failed(code: i32, message: impl Into<String>) -> Failed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
     pub from_cache: bool,
-}
-
-/// The BUILD_DEPENDS not installed for the kernel (any version counts).
-pub fn missing_depends(tree: &Tree, conf: &ModuleConf, kernel: &Kernel) -> Vec<String> {
-    conf.build_depends
-        .iter()
-        .filter(|d| tree.installed_version(d, &kernel.release, &kernel.arch).is_none())
-        .cloned()
-        .collect()
-}
-
-/// The installed version of each BUILD_DEPENDS for the kernel (for the key
-/// and for BUILD_DEPENDS_REBUILD's `.dep_*` files): the newest built or
-/// installed one.
-pub fn depends_versions(tree: &Tree, conf: &ModuleConf, kernel: &Kernel) -> Vec<(String, String)> {
-    conf.build_depends
-        .iter()
-        .filter_map(|d| {
-            let mut vs: Vec<String> = tree
-                .versions(d)
-                .into_iter()
-                .filter(|v| tree.is_built(d, v, &kernel.release, &kernel.arch))
-                .collect();
-            vs.sort_by(|a, b| crate::kernel::version::compare(a, b));
-            vs.pop().map(|v| (d.clone(), v))
-        })
-        .collect()
-}
-
-/// Everything a build's result depends on, hashed.
-fn cache_key(env: &Env, job: &Job) -> Result<String> {
-    let k = job.kernel;
-    let mut b = KeyBuilder::default();
-    b.field("module", format!("{}/{}", job.module, job.version).as_bytes())
-        .field("kernel", format!("{}/{}", k.release, k.arch).as_bytes())
-        .field("conf", format!("{:?}", job.conf).as_bytes())
-        .field("compression", job.compression.suffix().as_bytes())
-        .field("compress-opts", format!("{:?}", env.settings.compress).as_bytes())
-        .field("debug", &[env.settings.debug_info as u8]);
-    b.tree("source", job.source)?;
-    if env.settings.compat.etc_overrides() {
-        b.tree("patches", &env.settings.etc_dkms().join(job.module).join("patches"))?;
-    }
-    b.file("config", &k.config_file)
-        .file("symvers", &k.headers_dir.join("Module.symvers"));
-    let cc = Command::new("gcc")
-        .arg("--version")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    b.field("compiler", &cc);
-    for (d, v) in depends_versions(env.tree, job.conf, k) {
-        b.field("depends", format!("{d}/{v}").as_bytes());
-    }
-    match job.signer {
-        Some(s) => b
-            .field("sign", format!("{}:{}", s.sign_file.display(), s.hash).as_bytes())
-            .file("cert", &s.cert),
-        None => b.field("sign", b""),
-    };
-    Ok(b.finish())
 }
 
 /// Builds m/v for the kernel and records it as built.

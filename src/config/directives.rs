@@ -6,29 +6,12 @@
 //! plus checks of our own: every name that becomes a path is a plain name.
 //! Pure: the kernel facts it needs are passed in.
 
+use super::exclusive::{regex_match, Exclusive};
+use super::records;
+pub use super::records::ModuleSpec;
 use super::shell::Raw;
 use crate::kernel::kconfig::KConfig;
-use crate::kernel::version;
 use crate::sys::names::{self, Kind};
-use std::cmp::Ordering;
-
-/// One kernel module the package builds (one `[i]` record).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleSpec {
-    pub index: usize,
-    pub built_name: String,
-    /// Relative to the build directory, "" or ending in '/'.
-    pub built_location: String,
-    pub dest_name: String,
-    /// Where it is installed under `/lib/modules/K` (the distribution's
-    /// location where dkms replaces DEST_MODULE_LOCATION), e.g. `/updates/dkms`.
-    pub dest_location: String,
-    /// DEST_MODULE_LOCATION as the file says it.
-    pub declared_location: String,
-    pub strip: bool,
-    /// Admitted by BUILD_EXCLUSIVE for this kernel.
-    pub buildable: bool,
-}
 
 /// Everything the engine needs from a dkms.conf, for one kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,7 +43,13 @@ pub struct ModuleConf {
 impl ModuleConf {
     /// The modules built for this kernel.
     pub fn buildable(&self) -> impl Iterator<Item = &ModuleSpec> {
-        self.modules.iter().filter(|m| m.buildable)
+        self.modules.iter().filter(|m| m.buildable())
+    }
+
+    /// The BUILD_EXCLUSIVE rule that keeps the first excluded module out of
+    /// this kernel (all of them, when [`ModuleConf::build_exclude`] is set).
+    pub fn exclusion(&self) -> Option<&str> {
+        self.modules.iter().find_map(|m| m.excluded_by.as_deref())
     }
 }
 
@@ -115,11 +104,6 @@ pub struct Context<'a> {
     pub records_by_index: bool,
 }
 
-/// bash's `[[ s =~ re ]]`: an invalid expression matches nothing.
-pub fn regex_match(re: &str, s: &str) -> bool {
-    regex::Regex::new(re).map(|r| r.is_match(s)).unwrap_or(false)
-}
-
 fn get<'a>(raw: &'a Raw, name: &str, i: usize) -> &'a str {
     raw.get(name, i).unwrap_or("")
 }
@@ -140,64 +124,6 @@ fn yes_no(raw: &Raw, name: &str, errors: &mut Vec<String>) -> bool {
 /// highest index).
 fn count(raw: &Raw, name: &str) -> usize {
     raw.array(name).map_or(0, |a| a.len())
-}
-
-/// One set of BUILD_EXCLUSIVE values.
-#[derive(Debug, Default)]
-struct Exclusive<'a> {
-    kernel: &'a str,
-    min: &'a str,
-    max: &'a str,
-    arch: &'a str,
-    config: &'a str,
-}
-
-impl Exclusive<'_> {
-    fn is_set(&self) -> bool {
-        !(self.kernel.is_empty()
-            && self.min.is_empty()
-            && self.max.is_empty()
-            && self.arch.is_empty()
-            && self.config.is_empty())
-    }
-
-    fn admits(&self, c: &Context) -> bool {
-        if !self.kernel.is_empty() && !regex_match(self.kernel, c.kernelver) {
-            return false;
-        }
-        if !self.min.is_empty() && version::compare(c.kernelver, self.min) == Ordering::Less {
-            return false;
-        }
-        if !self.max.is_empty() && version::compare(c.kernelver, self.max) == Ordering::Greater {
-            return false;
-        }
-        if !self.arch.is_empty() && !regex_match(self.arch, c.arch) {
-            return false;
-        }
-        if let (false, Some(cfg)) = (self.config.is_empty(), c.kconfig) {
-            for word in self.config.split_whitespace() {
-                let ok = match word.strip_prefix('!') {
-                    Some(neg) => !cfg.enabled(neg),
-                    None => cfg.enabled(word),
-                };
-                if !ok {
-                    return false;
-                }
-            }
-        }
-        true
-    }
-}
-
-fn exclusive<'a>(raw: &'a Raw, i: usize, max_override: &'a str) -> Exclusive<'a> {
-    let max = get(raw, "BUILD_EXCLUSIVE_KERNEL_MAX", i);
-    Exclusive {
-        kernel: get(raw, "BUILD_EXCLUSIVE_KERNEL", i),
-        min: get(raw, "BUILD_EXCLUSIVE_KERNEL_MIN", i),
-        max: if i == 0 && max.is_empty() { max_override } else { max },
-        arch: get(raw, "BUILD_EXCLUSIVE_ARCH", i),
-        config: get(raw, "BUILD_EXCLUSIVE_CONFIG", i),
-    }
 }
 
 fn opt(raw: &Raw, name: &str) -> Option<String> {
@@ -265,97 +191,12 @@ pub fn evaluate(raw: &Raw, c: &Context) -> Evaluated {
         (Some(o), false) => o.as_str(),
         _ => "",
     };
-    let global = exclusive(raw, 0, max_override);
+    let global = Exclusive::read(raw, 0, max_override);
     let mut any_exclusive = global.is_set();
 
-    let mut modules = Vec::new();
-    // STRIP[i]: n* no, y* yes, empty inherits index 0 (whose own default is
-    // the lowercase strip[0] a file may seed, else yes).
-    let lower_no = |i: usize| get(raw, "strip", i).starts_with(['n', 'N']);
-    let mut strip0 = !lower_no(0);
-    for i in 0..num {
-        let strip = match get(raw, "STRIP", i).chars().next() {
-            Some('n' | 'N') => false,
-            Some('y' | 'Y') => true,
-            None if i == 0 => !lower_no(0),
-            None => strip0,
-            Some(_) => !lower_no(i),
-        };
-        if i == 0 {
-            strip0 = strip;
-        }
-        let mut built_name = get(raw, "BUILT_MODULE_NAME", i).to_string();
-        if built_name.is_empty() && num == 1 {
-            built_name = package_name.clone();
-        }
-        let dest_name = match get(raw, "DEST_MODULE_NAME", i) {
-            "" => built_name.clone(),
-            d => d.to_string(),
-        };
-        let mut built_location = get(raw, "BUILT_MODULE_LOCATION", i).to_string();
-        if !built_location.is_empty() && !built_location.ends_with('/') {
-            built_location.push('/');
-        }
-        let declared = get(raw, "DEST_MODULE_LOCATION", i).to_string();
-        if built_name.is_empty() {
-            errors.push(format!(
-                "no BUILT_MODULE_NAME for record #{i}; set BUILT_MODULE_NAME[{i}]"
-            ));
-        } else if built_name.ends_with(".o") || built_name.ends_with(".ko") {
-            errors.push(format!(
-                "BUILT_MODULE_NAME[{i}] {built_name:?} ends in .o or .ko; drop the suffix"
-            ));
-        } else if built_name.contains('/') || names::problem(Kind::Module, &built_name).is_some() {
-            errors.push(format!(
-                "BUILT_MODULE_NAME[{i}] {built_name:?} is not a plain file name"
-            ));
-        }
-        if dest_name.ends_with(".o") || dest_name.ends_with(".ko") {
-            errors.push(format!(
-                "DEST_MODULE_NAME[{i}] {dest_name:?} ends in .o or .ko; drop the suffix"
-            ));
-        } else if !dest_name.is_empty() && names::problem(Kind::Module, &dest_name).is_some() {
-            errors.push(format!("DEST_MODULE_NAME[{i}] {dest_name:?} is not a plain file name"));
-        }
-        if declared.is_empty() {
-            errors.push(format!(
-                "no DEST_MODULE_LOCATION for record #{i}; set DEST_MODULE_LOCATION[{i}]=\"/updates\""
-            ));
-        } else if !["/kernel", "/updates", "/extra"]
-            .iter()
-            .any(|p| declared.starts_with(p))
-        {
-            errors.push(format!(
-                "DEST_MODULE_LOCATION[{i}] {declared:?} does not begin with /kernel, /updates or /extra"
-            ));
-        } else if declared.split('/').any(|p| p == ".." || p == ".") || declared.contains(char::is_whitespace) {
-            errors.push(format!(
-                "DEST_MODULE_LOCATION[{i}] {declared:?} must not contain '..', '.' or spaces"
-            ));
-        }
-        if built_location.starts_with('/') || built_location.split('/').any(|p| p == "..") {
-            errors.push(format!("BUILT_MODULE_LOCATION[{i}] {built_location:?} leaves the build directory; use a relative path without '..'"));
-        }
-        let own = if c.per_module_exclusive && i > 0 {
-            exclusive(raw, i, "")
-        } else {
-            Exclusive::default()
-        };
-        any_exclusive |= own.is_set();
-        let buildable = global.admits(c) && own.admits(c);
-        let dest_location = c.dest_override.map(str::to_string).unwrap_or_else(|| declared.clone());
-        modules.push(ModuleSpec {
-            index: i,
-            built_name,
-            built_location,
-            dest_name,
-            dest_location,
-            declared_location: declared,
-            strip,
-            buildable,
-        });
-    }
-    let build_exclude = num > 0 && any_exclusive && !modules.iter().any(|m| m.buildable);
+    let (modules, own_exclusive) = records::read(raw, c, num, &package_name, &global, &mut errors);
+    any_exclusive |= own_exclusive;
+    let build_exclude = num > 0 && any_exclusive && !modules.iter().any(ModuleSpec::buildable);
 
     // MAKE[0] unless MAKE_MATCH[0] is set; the last matching MAKE_MATCH wins.
     let mut make_command = if get(raw, "MAKE_MATCH", 0).is_empty() {
@@ -557,7 +398,7 @@ mod tests {
             (m.dest_location.as_str(), m.declared_location.as_str()),
             ("/updates/dkms", "/kernel/extra")
         );
-        assert!(m.strip && m.buildable && !e.conf.build_exclude && !e.conf.autoinstall);
+        assert!(m.strip && m.buildable() && !e.conf.build_exclude && !e.conf.autoinstall);
         assert_eq!(
             e.conf.make_command,
             "make -C /lib/modules/6.1.0-56-amd64/build M=/var/lib/dkms/foo/1.0/build"
@@ -694,8 +535,8 @@ mod tests {
         let e = with(&p);
         assert!(
             !e.conf.build_exclude
-                && e.conf.modules[0].buildable
-                && !e.conf.modules[1].buildable
+                && e.conf.modules[0].buildable()
+                && !e.conf.modules[1].buildable()
                 && e.conf.has_exclusive
         );
         let mut c = ctx();
@@ -703,7 +544,7 @@ mod tests {
         let mut all = base();
         all.extend_from_slice(&p);
         assert!(
-            evaluate(&raw(&all), &c).conf.modules[1].buildable,
+            evaluate(&raw(&all), &c).conf.modules[1].buildable(),
             "dkms 3.0 ignores per-module values"
         );
     }

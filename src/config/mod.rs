@@ -4,6 +4,8 @@
 
 pub mod directives;
 pub mod dkms_conf;
+pub mod exclusive;
 pub mod framework;
+pub mod records;
 pub mod settings;
 pub mod shell;

@@ -126,8 +126,9 @@ pub fn for_kernel(cx: &Cx, k: &Kernel, sink: &dyn Sink) -> Result<Summary> {
             Decision::Excluded => {
                 sink.out(&format!("Autoinstall of {m}/{v} for kernel {}", k.label()));
                 sink.warn(&format!(
-                    "the BUILD_EXCLUSIVE directives of {m}/{v} exclude kernel {}; skipped",
-                    k.label()
+                    "the BUILD_EXCLUSIVE directives of {m}/{v} exclude kernel {} ({}); skipped",
+                    k.label(),
+                    e.conf.exclusion().unwrap_or("no rule admits it")
                 ));
                 decided.insert(pos, Outcome::Skipped);
             }

@@ -271,8 +271,9 @@ pub fn build_or_install(cx: &Cx, t: &Target, verb: Verb, sink: &dyn Sink) -> Res
             Decision::Current => codes.push(Ok(0)),
             Decision::Excluded => {
                 sink.warn(&format!(
-                    "{conf} excludes every module of {m}/{v} from kernel {} with its BUILD_EXCLUSIVE directives; it is not built for that kernel",
+                    "{conf} excludes every module of {m}/{v} from kernel {} with its BUILD_EXCLUSIVE directives ({}); it is not built for that kernel",
                     k.label(),
+                    e.conf.exclusion().unwrap_or("no rule admits it"),
                     conf = conf_path.display()
                 ));
                 codes.push(Ok(code::EXCLUDED));

@@ -255,7 +255,7 @@ fn check_usable(raw: &Raw, c: &Context, e: &Evaluated) {
     assert_eq!(conf.autoinstall, raw.scalar("AUTOINSTALL").is_some_and(|v| v.eq_ignore_ascii_case("yes")));
 }
 
-/// BUILD_EXCLUSIVE, now decided inside `evaluate` (ModuleSpec.buildable,
+/// BUILD_EXCLUSIVE, now decided inside `evaluate` (ModuleSpec::buildable,
 /// ModuleConf.build_exclude).
 fn check_exclusive(raw: &Raw, c: &Context, conf: &ModuleConf) {
     let k = c.kernelver;
