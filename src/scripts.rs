@@ -33,13 +33,20 @@ impl Script<'_> {
     /// The directory to run in and the command line, or None when the
     /// script is not executable.
     pub fn resolve(&self) -> Option<(PathBuf, String)> {
+        self.resolve_in(&self.dir)
+    }
+
+    /// [`Script::resolve`], with the script looked for in `real`: where
+    /// `dir` really is now (a build that runs in its own mount namespace
+    /// sees its private directory at `dir`, this process does not).
+    fn resolve_in(&self, real: &Path) -> Option<(PathBuf, String)> {
         let first = self.value.split(' ').next().unwrap_or("");
         if let Some(o) = &self.overrides {
             if executable(&o.join(first)) {
                 return Some((o.clone(), format!("{}/{}", o.display(), self.value)));
             }
         }
-        executable(&self.dir.join(first)).then(|| (self.dir.clone(), format!("{}/{}", self.dir.display(), self.value)))
+        executable(&real.join(first)).then(|| (self.dir.clone(), format!("{}/{}", self.dir.display(), self.value)))
     }
 
     fn not_executable(&self, sink: &dyn Sink) {
@@ -84,9 +91,10 @@ pub fn run(s: &Script, env: &[(String, String)], sink: &dyn Sink) -> Result<Opti
 }
 
 /// A build script as make.log records it: `cd DIR/ && DIR/script args`;
-/// None when it is not executable (the warning goes to `sink`).
-pub fn build_command(s: &Script, sink: &dyn Sink) -> Option<String> {
-    match s.resolve() {
+/// None when it is not executable (the warning goes to `sink`). `real` is
+/// where the build directory `s.dir` really is (see [`Script::resolve_in`]).
+pub fn build_command(s: &Script, real: &Path, sink: &dyn Sink) -> Option<String> {
+    match s.resolve_in(real) {
         Some((dir, line)) => Some(format!("cd {}/ && {line}", dir.display())),
         None => {
             s.not_executable(sink);
@@ -154,17 +162,30 @@ mod tests {
             overrides: None,
         };
         assert_eq!(
-            build_command(&s, &b).unwrap(),
+            build_command(&s, &src, &b).unwrap(),
             format!("cd {}/ && {}/script.sh pre_build", src.display(), src.display())
+        );
+        // a build in its own mount namespace: the script is found in its
+        // private directory, the command names the directory the build sees
+        let seen = d.path().join("build");
+        let s = Script {
+            what: "pre_build",
+            value: "script.sh pre_build",
+            dir: seen.clone(),
+            overrides: None,
+        };
+        assert_eq!(
+            build_command(&s, &src, &b).unwrap(),
+            format!("cd {}/ && {}/script.sh pre_build", seen.display(), seen.display())
         );
         let s = Script {
             what: "post_build",
             value: "missing.sh",
-            dir: src,
+            dir: src.clone(),
             overrides: None,
         };
         let b = Buffered::default();
-        assert!(build_command(&s, &b).is_none());
+        assert!(build_command(&s, &src, &b).is_none());
         assert!(b.text().contains("not executable"));
     }
 }

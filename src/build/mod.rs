@@ -133,16 +133,9 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
         }
     }
     let result = compile_and_stage(env, job, sink);
-    if let Err(f) = &result {
-        let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
-        let _ = remove_within(&env.tree.root, &kept);
-        if let Some(log) = &f.log {
-            if std::fs::create_dir_all(&kept).is_ok() {
-                let _ = std::fs::copy(log, kept.join("make.log"));
-                let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
-            }
-        }
-        return result;
+    if let Err(mut f) = result {
+        keep_failure(env, job, &mut f);
+        return Err(f);
     }
     let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
     if let (Some(cache), Some(key)) = (env.cache, &key) {
@@ -151,6 +144,38 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
         }
     }
     result
+}
+
+/// Keeps a failed build's make.log, its reason and its diagnosis in
+/// `m/v/.modsync/failed/K-A/`, and adds the diagnosis to its message.
+fn keep_failure(env: &Env, job: &Job, f: &mut Failed) {
+    let (m, v, k) = (job.module, job.version, job.kernel);
+    let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
+    let _ = remove_within(&env.tree.root, &kept);
+    let Some(log) = &f.log else { return };
+    if std::fs::create_dir_all(&kept).is_err() {
+        return;
+    }
+    let _ = std::fs::copy(log, kept.join("make.log"));
+    let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
+    let seen = job.workdir.seen.display().to_string();
+    let d = crate::diagnose::facts::diagnose(
+        &crate::diagnose::facts::Failure {
+            module: m,
+            version: v,
+            kernel: k,
+            code: f.code,
+            message: &f.message,
+            kept_log: &kept.join("make.log"),
+            log_path: &format!("{seen}/make.log"),
+            build_dir: &seen,
+        },
+        &env.settings.sysconf_root,
+    );
+    if let Err(e) = crate::diagnose::record::write(&kept, &d) {
+        log::warn!("{e:#}");
+    }
+    f.message = format!("{}\n{}", f.message, d.render());
 }
 
 fn headers_missing(env: &Env, k: &Kernel) -> String {
@@ -305,7 +330,7 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
             dir: wd.seen.clone(),
             overrides: overrides.clone(),
         };
-        let Some(command) = scripts::build_command(&s, sink) else {
+        let Some(command) = scripts::build_command(&s, &wd.real, sink) else {
             return Ok(());
         };
         sink.out(&format!("Running the {what} script"));
