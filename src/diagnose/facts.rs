@@ -12,7 +12,10 @@ use std::process::Command;
 
 /// The kernel's compiler: CONFIG_CC_VERSION_TEXT, else compile.h's LINUX_COMPILER.
 pub fn kernel_compiler(k: &Kernel) -> Option<String> {
-    if let Some(t) = k.config().and_then(|c| c.get("CONFIG_CC_VERSION_TEXT").map(str::to_string)) {
+    if let Some(t) = k
+        .config()
+        .and_then(|c| c.get("CONFIG_CC_VERSION_TEXT").map(str::to_string))
+    {
         return Some(t.trim_matches('"').to_string());
     }
     let h = std::fs::read_to_string(k.headers_dir.join("include/generated/compile.h")).ok()?;
@@ -31,7 +34,13 @@ pub fn host_compiler() -> Option<String> {
     let o = Command::new("gcc").arg("--version").output().ok()?;
     o.status
         .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string())
+        .then(|| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
         .filter(|l| !l.is_empty())
 }
 
@@ -116,7 +125,11 @@ mod tests {
     #[test]
     fn reads_package_owners() {
         assert_eq!(
-            parse_owner("dpkg", "openrazer-driver-dkms: /usr/src/openrazer-driver-3.5.1/dkms.conf\n").as_deref(),
+            parse_owner(
+                "dpkg",
+                "openrazer-driver-dkms: /usr/src/openrazer-driver-3.5.1/dkms.conf\n"
+            )
+            .as_deref(),
             Some("openrazer-driver-dkms")
         );
         assert_eq!(
@@ -124,11 +137,17 @@ mod tests {
             Some("libfoo")
         );
         assert_eq!(
-            parse_owner("pacman", "/usr/src/openrazer-driver-3.5.1/dkms.conf is owned by openrazer-driver-dkms 3.5.1-1\n")
-                .as_deref(),
+            parse_owner(
+                "pacman",
+                "/usr/src/openrazer-driver-3.5.1/dkms.conf is owned by openrazer-driver-dkms 3.5.1-1\n"
+            )
+            .as_deref(),
             Some("openrazer-driver-dkms")
         );
-        assert_eq!(parse_owner("rpm", "akmod-openrazer\n").as_deref(), Some("akmod-openrazer"));
+        assert_eq!(
+            parse_owner("rpm", "akmod-openrazer\n").as_deref(),
+            Some("akmod-openrazer")
+        );
         assert_eq!(parse_owner("rpm", "file /x is not owned by any package\n"), None);
     }
 }

@@ -56,9 +56,7 @@ pub struct ErrorLine<'a> {
 
 /// The line as a compiler error, if it is one (`error:` or `fatal error:`).
 pub fn error_line(l: &str) -> Option<ErrorLine<'_>> {
-    let (head, text) = l
-        .split_once(": fatal error: ")
-        .or_else(|| l.split_once(": error: "))?;
+    let (head, text) = l.split_once(": fatal error: ").or_else(|| l.split_once(": error: "))?;
     let mut parts = head.splitn(3, ':');
     let file = parts.next()?;
     let line = parts.next()?.parse().ok()?;
@@ -78,9 +76,14 @@ pub fn error_line(l: &str) -> Option<ErrorLine<'_>> {
 /// file or directory` or `bash: line 1: make: command not found`.
 pub fn missing_program(l: &str) -> Option<&str> {
     let l = l.trim_end();
-    let head = [": not found", ": command not found", ": Command not found", ": No such file or directory"]
-        .iter()
-        .find_map(|s| l.strip_suffix(s))?;
+    let head = [
+        ": not found",
+        ": command not found",
+        ": Command not found",
+        ": No such file or directory",
+    ]
+    .iter()
+    .find_map(|s| l.strip_suffix(s))?;
     let prog = head.rsplit(": ").next()?.trim();
     let name = prog.rsplit('/').next()?;
     (!name.is_empty() && !name.contains(' ') && head.contains(": ")).then_some(name)
@@ -94,7 +97,9 @@ pub fn compiler_version(text: &str) -> Option<(&'static str, &str)> {
     text.split_whitespace()
         .map(|t| t.trim_matches(|c: char| c == ',' || c == '"' || c == '(' || c == ')'))
         .find(|t| {
-            t.split('.').count() >= 2 && t.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            t.split('.').count() >= 2
+                && t.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         })
         .map(|v| (kind, v))
 }
@@ -133,7 +138,10 @@ make: *** No rule to make target 'ipt_NETFLOW.ko'.  Stop.\n\
         let s = sections(LOG);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].description, "Running the pre_build script");
-        assert_eq!(s[0].output, vec!["Module version: 2.6", "! Iptables headers not found."]);
+        assert_eq!(
+            s[0].output,
+            vec!["Module version: 2.6", "! Iptables headers not found."]
+        );
         assert_eq!((s[0].exit, s[1].exit), (Some(1), Some(2)));
         assert!(s[1].command.starts_with("make -j2"));
         let cut = &LOG[..LOG.find("# exit code: 2").unwrap()];
@@ -143,28 +151,43 @@ make: *** No rule to make target 'ipt_NETFLOW.ko'.  Stop.\n\
     #[test]
     fn finds_error_lines_and_missing_programs() {
         let e = error_line("/var/lib/dkms/o/3.5.1/build/driver/razerkbd_driver.c:1310:25: error: too many arguments to function 'class_create'").unwrap();
-        assert_eq!((e.file, e.line), ("/var/lib/dkms/o/3.5.1/build/driver/razerkbd_driver.c", 1310));
+        assert_eq!(
+            (e.file, e.line),
+            ("/var/lib/dkms/o/3.5.1/build/driver/razerkbd_driver.c", 1310)
+        );
         assert_eq!(e.text, "too many arguments to function 'class_create'");
         let e = error_line("v4l2loopback.c:12:10: fatal error: linux/foo.h: No such file or directory").unwrap();
         assert_eq!(e.text, "linux/foo.h: No such file or directory");
         assert!(error_line("make[2]: *** [scripts/Makefile.build:250: x.o] Error 1").is_none());
         assert!(error_line("cc1: error: unrecognized command-line option '-mfoo'").is_none());
-        assert_eq!(missing_program("/bin/sh: 1: x86_64-linux-gnu-gcc-12: not found"), Some("x86_64-linux-gnu-gcc-12"));
+        assert_eq!(
+            missing_program("/bin/sh: 1: x86_64-linux-gnu-gcc-12: not found"),
+            Some("x86_64-linux-gnu-gcc-12")
+        );
         assert_eq!(missing_program("make[2]: gcc: No such file or directory"), Some("gcc"));
         assert_eq!(missing_program("bash: line 1: make: command not found"), Some("make"));
-        assert_eq!(missing_program("x.c:1:10: fatal error: xtables.h: No such file or directory"), Some("xtables.h"));
+        assert_eq!(
+            missing_program("x.c:1:10: fatal error: xtables.h: No such file or directory"),
+            Some("xtables.h")
+        );
         assert_eq!(missing_program("nothing here"), None);
     }
 
     #[test]
     fn reads_compiler_versions() {
-        assert_eq!(compiler_version("gcc (Debian 12.2.0-14+deb12u1) 12.2.0"), Some(("gcc", "12.2.0")));
+        assert_eq!(
+            compiler_version("gcc (Debian 12.2.0-14+deb12u1) 12.2.0"),
+            Some(("gcc", "12.2.0"))
+        );
         assert_eq!(
             compiler_version("\"x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\""),
             Some(("gcc", "12.2.0"))
         );
         assert_eq!(compiler_version("gcc (GCC) 14.1.1 20240522"), Some(("gcc", "14.1.1")));
         assert_eq!(compiler_version("clang version 17.0.6"), Some(("clang", "17.0.6")));
-        assert_eq!(compiler_program("\"x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0\""), Some("x86_64-linux-gnu-gcc-12"));
+        assert_eq!(
+            compiler_program("\"x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14) 12.2.0\""),
+            Some("x86_64-linux-gnu-gcc-12")
+        );
     }
 }

@@ -133,7 +133,12 @@ fn is_compiler(program: &str) -> bool {
 fn mismatch<'a>(f: &Facts<'a>) -> Option<(&'a str, &'a str)> {
     let k = compiler_version(f.kernel_cc?)?;
     let h = compiler_version(f.host_cc?)?;
-    (k != h).then(|| (f.kernel_cc.unwrap_or_default().trim_matches('"'), f.host_cc.unwrap_or_default()))
+    (k != h).then(|| {
+        (
+            f.kernel_cc.unwrap_or_default().trim_matches('"'),
+            f.host_cc.unwrap_or_default(),
+        )
+    })
 }
 
 /// The file of an error line as the driver's own (relative to its build
@@ -165,17 +170,22 @@ pub fn classify(f: &Facts) -> Diagnosis {
             format!("the disk filled up while {m}/{v} was built for kernel {k}"),
             format!(
                 "free space on the file system of {} (and of /tmp), then rebuild: {rebuild}",
-                if f.build_dir.is_empty() { "the dkms tree" } else { f.build_dir }
+                if f.build_dir.is_empty() {
+                    "the dkms tree"
+                } else {
+                    f.build_dir
+                }
             ),
         );
         d.quote.push(l.trim().to_string());
         return d;
     }
     // a compiler or make that is not there
-    if let Some((l, prog)) = lines
-        .iter()
-        .find_map(|l| missing_program(l).filter(|p| is_compiler(p) || *p == "make").map(|p| (*l, p)))
-    {
+    if let Some((l, prog)) = lines.iter().find_map(|l| {
+        missing_program(l)
+            .filter(|p| is_compiler(p) || *p == "make")
+            .map(|p| (*l, p))
+    }) {
         let package = tool_package(family, prog);
         let (class, what) = if prog == "make" {
             (Class::MakeMissing, "make is".to_string())
@@ -185,7 +195,10 @@ pub fn classify(f: &Facts) -> Diagnosis {
         let mut d = Diagnosis::new(
             class,
             format!("{what} not installed, so {m}/{v} cannot be built for kernel {k}"),
-            format!("install it (`{}`), then rebuild: {rebuild}", family.install_command(&package)),
+            format!(
+                "install it (`{}`), then rebuild: {rebuild}",
+                family.install_command(&package)
+            ),
         );
         d.quote.push(l.trim().to_string());
         d.package = Some(package);
@@ -203,7 +216,11 @@ pub fn classify(f: &Facts) -> Diagnosis {
             .filter(|l| l.starts_with('!') || l.to_lowercase().contains("error") || l.contains("install"))
             .filter(|l| l.trim_start_matches('!').trim() != "")
             .collect();
-        let quote = if marked.is_empty() { &said[said.len().saturating_sub(5)..] } else { &marked[..] };
+        let quote = if marked.is_empty() {
+            &said[said.len().saturating_sub(5)..]
+        } else {
+            &marked[..]
+        };
         let mut d = Diagnosis::new(
             Class::PreBuildFailed,
             format!(
@@ -306,7 +323,14 @@ pub fn classify(f: &Facts) -> Diagnosis {
     let mut d = Diagnosis::new(
         Class::Unknown,
         f.message.lines().next().unwrap_or("the build failed").to_string(),
-        format!("read the build log {}", if f.log_path.is_empty() { "(make.log)" } else { f.log_path }),
+        format!(
+            "read the build log {}",
+            if f.log_path.is_empty() {
+                "(make.log)"
+            } else {
+                f.log_path
+            }
+        ),
     );
     d.quote = lines
         .iter()
