@@ -164,7 +164,10 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             format!("{name} needs exactly one kernel (-k KERNEL)"),
         ));
     }
-    t.kernels = kernels(c, !matches!(cmd, Command::Status { .. }) && !explicit_kernel)?;
+    t.kernels = kernels(
+        c,
+        !matches!(cmd, Command::Status { .. } | Command::Explain(_)) && !explicit_kernel,
+    )?;
     if explicit_kernel && t.kernels.iter().any(|(_, a)| a.is_empty()) {
         t.kernels = t
             .kernels
@@ -201,6 +204,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             sink.out(&crate::sign::secureboot::explain(&state, &cert));
             Ok(0)
         }
+        Command::Explain(_) => ops::explain::run(&cx, &t, &sink),
         Command::Hook { .. } => unreachable!("handled before"),
     }
 }

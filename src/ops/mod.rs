@@ -10,6 +10,7 @@ pub mod add;
 pub mod autoinstall;
 pub mod build;
 pub mod cache;
+pub mod explain;
 pub mod finish;
 pub mod kernel_hooks;
 pub mod matching;
