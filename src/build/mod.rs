@@ -8,6 +8,7 @@
 //! dkms.conf for this kernel.
 
 mod inputs;
+mod kept;
 pub mod make;
 pub mod makelog;
 mod stage;
@@ -134,7 +135,7 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
     }
     let result = compile_and_stage(env, job, sink);
     if let Err(mut f) = result {
-        keep_failure(env, job, &mut f);
+        kept::keep(env, job, &mut f);
         return Err(f);
     }
     let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
@@ -144,38 +145,6 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
         }
     }
     result
-}
-
-/// Keeps a failed build's make.log, its reason and its diagnosis in
-/// `m/v/.modsync/failed/K-A/`, and adds the diagnosis to its message.
-fn keep_failure(env: &Env, job: &Job, f: &mut Failed) {
-    let (m, v, k) = (job.module, job.version, job.kernel);
-    let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
-    let _ = remove_within(&env.tree.root, &kept);
-    let Some(log) = &f.log else { return };
-    if std::fs::create_dir_all(&kept).is_err() {
-        return;
-    }
-    let _ = std::fs::copy(log, kept.join("make.log"));
-    let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
-    let seen = job.workdir.seen.display().to_string();
-    let d = crate::diagnose::facts::diagnose(
-        &crate::diagnose::facts::Failure {
-            module: m,
-            version: v,
-            kernel: k,
-            code: f.code,
-            message: &f.message,
-            kept_log: &kept.join("make.log"),
-            log_path: &format!("{seen}/make.log"),
-            build_dir: &seen,
-        },
-        &env.settings.sysconf_root,
-    );
-    if let Err(e) = crate::diagnose::record::write(&kept, &d) {
-        log::warn!("{e:#}");
-    }
-    f.message = format!("{}\n{}", f.message, d.render());
 }
 
 fn headers_missing(env: &Env, k: &Kernel) -> String {

@@ -252,6 +252,7 @@ fn exclusions_and_missing_headers_are_explained() {
     );
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["class"], "headers-missing");
+    assert_eq!(Class::KernelUnsupported.name(), "kernel-unsupported");
     assert!(json.get("file").is_none(), "absent fields are left out");
     assert!(d.render().starts_with("Why: the headers of kernel 6.12"));
     assert!(d

@@ -131,7 +131,7 @@ pub fn explain_one(cx: &Cx, m: &str, v: &str, k: &str, a: &str) -> Result<Explai
         }
     };
     if let Some(d) = d {
-        e.state = serde_json::to_value(d.class)?.as_str().unwrap_or_default().to_string();
+        e.state = d.class.name();
         e.diagnosis = Some(d);
     }
     Ok(e)

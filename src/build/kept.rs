@@ -1,0 +1,41 @@
+//! What a failed build leaves for later: its make.log, its exit code and
+//! message (`reason`) and its diagnosis (`diagnosis.json`) in
+//! `m/v/.modsync/failed/K-A/`, which `status --json` and `modsync explain`
+//! read. The diagnosis is also added to the failure's message, so the
+//! failing command and the hooks print why and what to do.
+
+use super::{Env, Failed, Job};
+use crate::diagnose::{facts, record};
+use crate::sys::fs::remove_within;
+
+/// Keeps a failed build's make.log, its reason and its diagnosis in
+/// `m/v/.modsync/failed/K-A/`, and adds the diagnosis to its message.
+pub fn keep(env: &Env, job: &Job, f: &mut Failed) {
+    let (m, v, k) = (job.module, job.version, job.kernel);
+    let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
+    let _ = remove_within(&env.tree.root, &kept);
+    let Some(log) = &f.log else { return };
+    if std::fs::create_dir_all(&kept).is_err() {
+        return;
+    }
+    let _ = std::fs::copy(log, kept.join("make.log"));
+    let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
+    let seen = job.workdir.seen.display().to_string();
+    let d = facts::diagnose(
+        &facts::Failure {
+            module: m,
+            version: v,
+            kernel: k,
+            code: f.code,
+            message: &f.message,
+            kept_log: &kept.join("make.log"),
+            log_path: &format!("{seen}/make.log"),
+            build_dir: &seen,
+        },
+        &env.settings.sysconf_root,
+    );
+    if let Err(e) = record::write(&kept, &d) {
+        log::warn!("{e:#}");
+    }
+    f.message = format!("{}\n{}", f.message, d.render());
+}
