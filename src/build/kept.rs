@@ -2,10 +2,11 @@
 //! message (`reason`) and its diagnosis (`diagnosis.json`) in
 //! `m/v/.modsync/failed/K-A/`, which `status --json` and `modsync explain`
 //! read. The diagnosis is also added to the failure's message, so the
-//! failing command and the hooks print why and what to do.
+//! failing command and the hooks print why and what to do (for a failure
+//! before make.log existed, only a full disk is told, from the message).
 
 use super::{Env, Failed, Job};
-use crate::diagnose::{facts, record};
+use crate::diagnose::{classify_message, facts, record, Facts};
 use crate::sys::fs::remove_within;
 
 /// Keeps a failed build's make.log, its reason and its diagnosis in
@@ -14,7 +15,20 @@ pub fn keep(env: &Env, job: &Job, f: &mut Failed) {
     let (m, v, k) = (job.module, job.version, job.kernel);
     let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
     let _ = remove_within(&env.tree.root, &kept);
-    let Some(log) = &f.log else { return };
+    let Some(log) = &f.log else {
+        let facts = Facts {
+            module: m,
+            version: v,
+            kernel: &k.release,
+            code: f.code,
+            message: &f.message,
+            ..Default::default()
+        };
+        if let Some(d) = classify_message(&facts) {
+            f.message = format!("{}\n{}", f.message, d.render());
+        }
+        return;
+    };
     if std::fs::create_dir_all(&kept).is_err() {
         return;
     }

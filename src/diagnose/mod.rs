@@ -139,6 +139,12 @@ pub fn classify(f: &Facts) -> Diagnosis {
         .unwrap_or_else(|| rules::unknown(&s))
 }
 
+/// A failure that left no make.log (it stopped before make): only what its
+/// message shows beyond doubt, a full disk. Pure.
+pub fn classify_message(f: &Facts) -> Option<Diagnosis> {
+    rules::disk_full(&rules::Scan::new(f))
+}
+
 /// A kernel excluded by BUILD_EXCLUSIVE (not a failure): the rule that excludes it.
 pub fn excluded(m: &str, v: &str, k: &str, rule: &str) -> Diagnosis {
     Diagnosis::new(

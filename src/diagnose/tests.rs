@@ -185,6 +185,16 @@ fn disk_full_signing_and_missing_modules() {
     let mut f = facts("m", "6.1", 1, "");
     f.message = "copying /var/lib/dkms/m/1.0/build/m.ko to /var/lib/dkms/m/1.0/6.1/x86_64.tmp: No space left on device (os error 28)";
     assert_eq!(classify(&f).class, Class::DiskFull);
+    // before make.log existed: the message alone, and nothing but a full disk
+    assert_eq!(classify_message(&f).map(|d| d.class), Some(Class::DiskFull));
+    f.message = "the headers of kernel 6.1 are not installed";
+    f.host_cc = Some("gcc (GCC) 14.1.1");
+    assert_eq!(
+        classify(&f).class,
+        Class::CompilerMismatch,
+        "with a log, a differing gcc explains"
+    );
+    assert_eq!(classify_message(&f), None, "without one, it does not");
     let log = "At main.c:298:\n- SSL error:FFFFFFFF80000002:system library::No such file or directory: crypto/bio/bss_file.c:67\nsign-file: /var/lib/dkms/mok.key: No such file or directory\n";
     let d = classify(&facts("m", "6.1", 10, log));
     assert_eq!(d.class, Class::SigningFailed);

@@ -369,3 +369,22 @@ fn a_build_without_gcc_names_the_compiler_package() {
     assert!(failed(&w, &mv).is_empty(), "{:?}", failed(&w, &mv));
     assert!(w.ok(&["explain", &mv, "-k", k]).stdout.contains(": built"));
 }
+
+#[test]
+fn the_package_that_ships_a_file_comes_from_the_package_manager() {
+    // dkms, installed by tests/setup.sh, owns /usr/sbin/dkms; the test
+    // sources live in a world and belong to no package
+    require(
+        "explain owner",
+        Path::new("/usr/sbin/dkms").is_file(),
+        "Debian's dkms is not installed",
+    );
+    use modsync::diagnose::facts::owner_package;
+    use modsync::kernel::distro::Family;
+    assert_eq!(
+        owner_package(Family::Debian, Path::new("/usr/sbin/dkms")).as_deref(),
+        Some("dkms")
+    );
+    let conf = dkms_source("vpoll").join("dkms.conf");
+    assert_eq!(owner_package(Family::Debian, &conf), None, "{}", conf.display());
+}
