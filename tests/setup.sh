@@ -27,7 +27,7 @@ DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms"
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
   debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
-  createrepo-c systemd strace dkms"
+  createrepo-c systemd strace dkms logrotate"
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"

@@ -59,7 +59,8 @@ pub struct Job<'a> {
 pub struct Failed {
     pub code: i32,
     pub message: String,
-    /// The make.log of the failed build (in the kept work directory).
+    /// The make.log of the failed build (its copy kept per kernel under
+    /// `m/v/.modsync/failed/K-A/` once [`build`] returns).
     pub log: Option<PathBuf>,
 }
 
@@ -133,16 +134,17 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
         }
     }
     let result = compile_and_stage(env, job, sink);
-    if let Err(f) = &result {
+    if let Err(mut f) = result {
+        // the failure's make.log stays per kernel (m/v/build holds only the last build's)
         let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
         let _ = remove_within(&env.tree.root, &kept);
         if let Some(log) = &f.log {
-            if std::fs::create_dir_all(&kept).is_ok() {
-                let _ = std::fs::copy(log, kept.join("make.log"));
+            if std::fs::create_dir_all(&kept).is_ok() && std::fs::copy(log, kept.join("make.log")).is_ok() {
                 let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
+                f.log = Some(kept.join("make.log"));
             }
         }
-        return result;
+        return Err(f);
     }
     let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
     if let (Some(cache), Some(key)) = (env.cache, &key) {

@@ -1,6 +1,6 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
-//! actions (`hook`, `cache`, `secureboot`, `status --json`). [`args`] gives
+//! actions (`hook`, `cache`, `secureboot`, `log`, `status --json`). [`args`] gives
 //! the options dkms's meaning; [`dispatch`] hands them to the operations.
 //! No file system or process work happens in the definitions.
 
@@ -172,6 +172,21 @@ pub enum Command {
     },
     /// Explain Secure Boot and the enrolment of the signing key (modsync's own).
     Secureboot,
+    /// Show what the hooks built, skipped, failed (and why) and removed, with
+    /// timestamps, oldest first (modsync's own).
+    Log {
+        #[command(flatten)]
+        t: Targets,
+        /// Only failures (failed builds, modules not installed, kernels without headers).
+        #[arg(long)]
+        failed: bool,
+        /// Only the last N entries.
+        #[arg(long, value_name = "N")]
+        lines: Option<usize>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {
@@ -194,6 +209,7 @@ impl Command {
             Command::Hook { .. } => "hook",
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
+            Command::Log { .. } => "log",
         }
     }
 
@@ -211,7 +227,8 @@ impl Command {
             | Command::KernelPreinst(t)
             | Command::KernelPostinst(t)
             | Command::KernelPrerm(t)
-            | Command::Status { t, .. } => &t.targets,
+            | Command::Status { t, .. }
+            | Command::Log { t, .. } => &t.targets,
             _ => &[],
         }
     }

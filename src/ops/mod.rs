@@ -12,6 +12,7 @@ pub mod build;
 pub mod cache;
 pub mod finish;
 pub mod kernel_hooks;
+pub mod log;
 pub mod matching;
 pub mod recover;
 pub mod remove;
