@@ -29,10 +29,12 @@ pub fn keep(env: &Env, job: &Job, f: &mut Failed) {
         }
         return;
     };
-    if std::fs::create_dir_all(&kept).is_err() {
+    // the make.log stays per kernel (m/v/build holds only the last build's)
+    let kept_log = kept.join("make.log");
+    if std::fs::create_dir_all(&kept).is_err() || std::fs::copy(log, &kept_log).is_err() {
         return;
     }
-    let _ = std::fs::copy(log, kept.join("make.log"));
+    f.log = Some(kept_log.clone());
     let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
     let seen = job.workdir.seen.display().to_string();
     let d = facts::diagnose(
@@ -42,8 +44,8 @@ pub fn keep(env: &Env, job: &Job, f: &mut Failed) {
             kernel: k,
             code: f.code,
             message: &f.message,
-            kept_log: &kept.join("make.log"),
-            log_path: &format!("{seen}/make.log"),
+            kept_log: &kept_log,
+            log_path: &kept_log.display().to_string(),
             build_dir: &seen,
         },
         &env.settings.sysconf_root,

@@ -60,7 +60,8 @@ pub struct Job<'a> {
 pub struct Failed {
     pub code: i32,
     pub message: String,
-    /// The make.log of the failed build (in the kept work directory).
+    /// The make.log of the failed build (its copy kept per kernel under
+    /// `m/v/.modsync/failed/K-A/` once [`build`] returns).
     pub log: Option<PathBuf>,
 }
 

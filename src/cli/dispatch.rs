@@ -38,7 +38,11 @@ fn silence() {
 
 /// Settings with the command line's paths and -j on top.
 pub fn settings(c: &Common, distro: Option<&Distro>) -> Result<Settings> {
-    let mut s = Settings::load(&sysconf_root(), distro)?;
+    Ok(with_command_line(c, Settings::load(&sysconf_root(), distro)?))
+}
+
+/// The command line's paths and -j on top of loaded settings.
+pub fn with_command_line(c: &Common, mut s: Settings) -> Settings {
     if let Some(p) = &c.dkmstree {
         s.dkms_tree = p.clone();
     }
@@ -52,7 +56,7 @@ pub fn settings(c: &Common, distro: Option<&Distro>) -> Result<Settings> {
         s.jobs = Jobs::Explicit(j);
     }
     s.verbose |= c.verbose;
-    Ok(s)
+    s
 }
 
 fn options(c: &Common) -> Options {
@@ -166,7 +170,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
     }
     t.kernels = kernels(
         c,
-        !matches!(cmd, Command::Status { .. } | Command::Explain(_)) && !explicit_kernel,
+        !matches!(cmd, Command::Status { .. } | Command::Explain(_) | Command::Log { .. }) && !explicit_kernel,
     )?;
     if explicit_kernel && t.kernels.iter().any(|(_, a)| a.is_empty()) {
         t.kernels = t
@@ -194,6 +198,9 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
         Command::Match(_) => ops::matching::run(&cx, &t, &sink),
         Command::GenerateMok(_) => generate_mok(&cx, &sink),
         Command::Cache { action } => ops::cache::run(&cx, action == "clear", &sink),
+        Command::Log {
+            failed, lines, json, ..
+        } => ops::log::run(&cx, &t, *failed, *lines, *json, &sink),
         Command::Secureboot => {
             let cert = cx
                 .settings

@@ -1,6 +1,6 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
-//! actions (`hook`, `cache`, `secureboot`, `explain`, `status --json`). [`args`] gives
+//! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `status --json`). [`args`] gives
 //! the options dkms's meaning; [`dispatch`] hands them to the operations.
 //! No file system or process work happens in the definitions.
 
@@ -174,6 +174,21 @@ pub enum Command {
     Secureboot,
     /// Why MODULE[/VERSION] did not build for -k KERNEL (default: every failed build), and what to do (modsync's own).
     Explain(Targets),
+    /// Show what the hooks built, skipped, failed (and why) and removed, with
+    /// timestamps, oldest first (modsync's own).
+    Log {
+        #[command(flatten)]
+        t: Targets,
+        /// Only failures (failed builds, modules not installed, kernels without headers).
+        #[arg(long)]
+        failed: bool,
+        /// Only the last N entries.
+        #[arg(long, value_name = "N")]
+        lines: Option<usize>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {
@@ -197,6 +212,7 @@ impl Command {
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
             Command::Explain(_) => "explain",
+            Command::Log { .. } => "log",
         }
     }
 
@@ -215,7 +231,8 @@ impl Command {
             | Command::KernelPostinst(t)
             | Command::KernelPrerm(t)
             | Command::Explain(t)
-            | Command::Status { t, .. } => &t.targets,
+            | Command::Status { t, .. }
+            | Command::Log { t, .. } => &t.targets,
             _ => &[],
         }
     }

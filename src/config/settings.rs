@@ -38,6 +38,8 @@ pub struct FileSettings {
     /// Compile with debug information even when every module of a build is
     /// stripped (default false: `strip -g` discards it, so it is not made).
     pub debug_info: Option<bool>,
+    /// Where hooks append one line per module result ("" turns it off).
+    pub history_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -193,6 +195,8 @@ pub struct Settings {
     pub mok_certificate: Option<PathBuf>,
     pub update_initramfs: bool,
     pub debug_info: bool,
+    /// The history of hook runs (`modsync log`); None: not kept.
+    pub history_log: Option<PathBuf>,
 }
 
 pub fn parse_file_settings(text: &str) -> Result<FileSettings, toml::de::Error> {
@@ -303,6 +307,11 @@ impl Settings {
             mok_certificate: file.mok_certificate,
             update_initramfs: file.update_initramfs.unwrap_or(true),
             debug_info: file.debug_info.unwrap_or(false),
+            history_log: match file.history_log {
+                Some(p) if p.as_os_str().is_empty() => None,
+                Some(p) => Some(p),
+                None => Some(root.join("var/log/modsync/history.log")),
+            },
         })
     }
 }

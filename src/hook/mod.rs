@@ -19,6 +19,7 @@ use crate::error::{code, fail};
 use crate::kernel::distro::Distro;
 use crate::kernel::Kernel;
 use crate::ops::{self, Cx};
+use crate::state::history::{self, Event, ResultKind};
 use crate::ui::{Direct, Sink};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -30,6 +31,16 @@ use std::path::PathBuf;
 pub struct Verdict {
     /// Modules that did not build or install.
     pub failures: usize,
+    /// What happened to each (module, kernel), for the history.
+    pub events: Vec<Event>,
+}
+
+impl Verdict {
+    /// Adds another part of the same run.
+    pub fn add(&mut self, other: Verdict) {
+        self.failures += other.failures;
+        self.events.extend(other.events);
+    }
 }
 
 /// The exit code: 0 unless strict and something failed. Pure.
@@ -58,7 +69,7 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
                 "{e:#}\nmodsync carries on with its default settings; fix /etc/modsync/config.toml (`modsync status` checks it)."
             ));
             match Settings::load_defaults(&root, distro.as_ref()) {
-                Ok(s) => s,
+                Ok(s) => crate::cli::dispatch::with_command_line(c, s),
                 Err(e) => {
                     sink.error(&format!(
                         "{e:#}\nNo module was built; fix the configuration, then run `modsync autoinstall -k KERNEL`."
@@ -82,6 +93,12 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&cx, manager, event, args, &sink)));
     match res {
         Ok(Ok(v)) => {
+            if let Some(path) = &cx.settings.history_log {
+                let trigger = format!("{manager} {event}");
+                if let Err(e) = history::append(path, trigger.trim(), &v.events) {
+                    sink.warn(&format!("{e:#}; this run is missing from `modsync log`"));
+                }
+            }
             if v.failures > 0 {
                 sink.err(&format!(
                     "modsync: {} module build(s) failed (why and what to do: above, and `modsync explain MODULE`).{}",
@@ -102,10 +119,12 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
     }
 }
 
-/// Kernels among `releases` that can get modules now; explains the others.
-fn buildable(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Vec<Kernel> {
+/// Kernels among `releases` that can get modules now; explains the others
+/// (and records kernels without headers for the history).
+fn buildable(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> (Vec<Kernel>, Vec<Event>) {
     let arch = crate::kernel::machine_arch();
     let mut out = Vec::new();
+    let mut events = Vec::new();
     for r in releases {
         let mut k = cx.kernel(r, &arch);
         if !k.has_headers() {
@@ -126,15 +145,19 @@ fn buildable(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Vec<Kerne
                 "modsync: kernel {r} is not installed; its modules are built when it is."
             ));
         } else if !k.has_headers() {
+            let hint = headers_hint(cx, r);
             sink.err(&format!(
-                "modsync: the headers of kernel {r} are not installed, so no module was built for it. Install them (`{}`); modsync then builds the modules.",
-                headers_hint(cx, r)
+                "modsync: the headers of kernel {r} are not installed, so no module was built for it. Install them (`{hint}`); modsync then builds the modules."
             ));
+            events.push(Event {
+                reason: Some(format!("the kernel's headers are not installed; install them: {hint}")),
+                ..Event::new(None, r, ResultKind::NotBuilt)
+            });
         } else {
             out.push(k);
         }
     }
-    out
+    (out, events)
 }
 
 /// The command installing the headers of `release` here; with libalpm, the
@@ -156,21 +179,27 @@ fn install_for(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Result<
         sink.err("modsync: automatic installation is off (/etc/dkms/no-autoinstall exists); nothing was built.");
         return Ok(Verdict::default());
     }
-    let kernels = buildable(cx, releases, sink);
+    let (kernels, events) = buildable(cx, releases, sink);
+    let mut v = Verdict { failures: 0, events };
     if kernels.is_empty() {
-        return Ok(Verdict::default());
+        return Ok(v);
     }
     let _lock = cx.lock(sink)?;
-    let mut v = Verdict::default();
     for k in kernels {
         match ops::autoinstall::for_kernel(cx, &k, sink) {
             Ok(s) => {
                 ops::autoinstall::report(&k.release, &s, sink);
                 v.failures += s.failed.len() + s.missing.len();
+                v.events.extend(s.events);
             }
             Err(e) => {
                 sink.error(&format!("{e:#}"));
                 v.failures += 1;
+                v.events.push(Event {
+                    code: crate::error::exit_code(&e),
+                    reason: Some(format!("{e:#}")),
+                    ..Event::new(None, &k.release, ResultKind::Failed)
+                });
             }
         }
     }
@@ -186,7 +215,9 @@ fn drop_kernels(cx: &Cx, releases: &BTreeSet<String>, sink: &dyn Sink) -> Result
     let mut v = Verdict::default();
     for r in releases {
         let k = cx.kernel(r, &crate::kernel::machine_arch());
-        v.failures += ops::kernel_hooks::drop_kernel(cx, &k, false, sink)?.len();
+        let events = ops::kernel_hooks::drop_kernel(cx, &k, false, sink)?;
+        v.failures += events.iter().filter(|e| e.result == ResultKind::Failed).count();
+        v.events.extend(events);
     }
     Ok(v)
 }
@@ -218,7 +249,7 @@ fn run_dnf(cx: &Cx, t: &dnf::DnfTransaction, sink: &dyn Sink) -> Result<Verdict>
     }
     let installed = t.installed.releases();
     if !installed.is_empty() {
-        v.failures += install_for(cx, &installed, sink)?.failures;
+        v.add(install_for(cx, &installed, sink)?);
     }
     if t.installed.kernels.is_empty() && !t.installed.headers.is_empty() {
         // headers without their kernel: its initramfs was made before the modules
@@ -297,28 +328,27 @@ pub fn run(cx: &Cx, manager: &str, event: &str, args: &[String], sink: &dyn Sink
             let mut v = Verdict::default();
             let kernels = t.releases();
             if !kernels.is_empty() {
-                v.failures += install_for(cx, &kernels, sink)?.failures;
+                v.add(install_for(cx, &kernels, sink)?);
                 if t.kernels.is_empty() {
                     ops::finish::initramfs(cx, &changes_for(cx, &t.headers), sink);
                 }
             }
             let dirs = sources::source_dirs(cx, &t);
             if !dirs.is_empty() {
-                v.failures += sources::refresh_modules(cx, &dirs, false, true, sink)?.failures;
+                v.add(sources::refresh_modules(cx, &dirs, false, true, sink)?);
             }
             Ok(v)
         }
         ("pacman", "remove") => {
             let t = targets::touched_by_paths(read_stdin()?.lines());
-            let v = sources::remove_modules(cx, &sources::source_dirs(cx, &t), sink)?;
+            let mut v = sources::remove_modules(cx, &sources::source_dirs(cx, &t), sink)?;
             for k in t.headers.difference(&t.kernels) {
                 sink.err(&format!(
                     "modsync: the headers of {k} were removed; the modules built for it stay installed and working."
                 ));
             }
-            Ok(Verdict {
-                failures: v.failures + drop_kernels(cx, &t.kernels, sink)?.failures,
-            })
+            v.add(drop_kernels(cx, &t.kernels, sink)?);
+            Ok(v)
         }
         ("dnf", _) => {
             let t = dnf::from_json(&read_stdin()?)

@@ -7,6 +7,7 @@ use super::targets::Touched;
 use super::{buildable, Verdict};
 use crate::error::{code, fail};
 use crate::ops::{self, Cx};
+use crate::state::history::{Event, ResultKind};
 use crate::ui::Sink;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -75,7 +76,8 @@ pub fn refresh_modules(
             .cloned();
         releases.retain(|r| *r == running || Some(r) == newest.as_ref());
     }
-    let kernels = buildable(cx, &releases.into_iter().collect(), sink);
+    let (kernels, events) = buildable(cx, &releases.into_iter().collect(), sink);
+    v.events.extend(events);
     if kernels.is_empty() && !wanted.is_empty() {
         sink.err("modsync: no installed kernel has its headers, so nothing was built now; modules are built when a kernel with headers is installed.");
     }
@@ -109,6 +111,11 @@ pub fn refresh_modules(
         }
     }
     let record = ops::build::execute(cx, &jobs, sink);
+    for (j, o) in jobs.iter().zip(&record.outcomes) {
+        let exclusion = j.conf.conf.exclusion();
+        v.events
+            .extend(o.history(format!("{}/{}", j.module, j.version), &j.kernel.release, exclusion));
+    }
     v.failures += record
         .outcomes
         .iter()
@@ -126,6 +133,7 @@ pub fn refresh_modules(
 /// A module source is being removed: take it out of every kernel and unregister it.
 pub fn remove_modules(cx: &Cx, dirs: &[PathBuf], sink: &dyn Sink) -> Result<Verdict> {
     let _lock = cx.lock(sink)?;
+    let mut verdict = Verdict::default();
     let mut changes = std::collections::BTreeMap::<String, crate::run::Change>::new();
     for dir in dirs {
         let Some((m, v)) = registered_from(cx, dir) else {
@@ -136,12 +144,15 @@ pub fn remove_modules(cx: &Cx, dirs: &[PathBuf], sink: &dyn Sink) -> Result<Verd
             let names = ops::remove::uninstall_one(cx, &m, &v, &kernel, sink).map_err(anyhow::Error::from)?;
             changes.entry(k.clone()).or_default().removed.extend(names);
             ops::remove::unbuild_one(cx, &m, &v, &kernel, sink)?;
+            verdict
+                .events
+                .push(Event::new(Some(format!("{m}/{v}")), &k, ResultKind::Removed));
         }
         ops::remove::forget_if_unbuilt(cx, &m, &v, sink)?;
     }
     ops::finish::depmod(cx, &changes, sink);
     ops::finish::initramfs(cx, &changes, sink);
-    Ok(Verdict::default())
+    Ok(verdict)
 }
 
 /// The /usr/src directories of the modules a transaction touched.

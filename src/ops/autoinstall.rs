@@ -11,6 +11,7 @@ use crate::error::{code, fail};
 use crate::kernel::{version, Kernel};
 use crate::plan::{self, Candidate, Decision, Unmet, Verb};
 use crate::run::Outcome;
+use crate::state::history::{Event, ResultKind};
 use crate::state::SourceState;
 use crate::ui::Sink;
 use anyhow::Result;
@@ -44,6 +45,8 @@ pub struct Summary {
     pub failed: Vec<(String, i32)>,
     pub missing: Vec<(String, Vec<String>)>,
     pub deferred: Vec<(String, Vec<String>)>,
+    /// What happened to each module that was not already installed, for the history.
+    pub events: Vec<Event>,
     /// The command's exit code.
     pub code: i32,
 }
@@ -202,7 +205,11 @@ pub fn for_kernel(cx: &Cx, k: &Kernel, sink: &dyn Sink) -> Result<Summary> {
     };
     let mut satisfied: BTreeSet<String> = s.installed.iter().cloned().collect();
     for (pos, &i) in p.to_install.iter().enumerate() {
-        let name = &names[i].0;
+        let (name, v, _) = &names[i];
+        let exclusion = confs[i].as_ref().and_then(|c| c.conf.exclusion());
+        if let Some(e) = outcome(pos).and_then(|o| o.history(format!("{name}/{v}"), &k.release, exclusion)) {
+            s.events.push(e);
+        }
         match outcome(pos) {
             Some(Outcome::Done { .. }) => {
                 s.installed.push(name.clone());
@@ -225,9 +232,17 @@ pub fn for_kernel(cx: &Cx, k: &Kernel, sink: &dyn Sink) -> Result<Summary> {
             .as_ref()
             .map(|c| c.conf.build_depends.clone())
             .unwrap_or_default();
-        match plan::unmet(&deps, &satisfied, &known, cx.compat().defers_unknown_depends()) {
-            Unmet::Missing(d) => s.missing.push((format!("{m}/{v}"), d)),
-            Unmet::Deferred(d) => s.deferred.push((format!("{m}/{v}"), d)),
+        let (kind, d, why) = match plan::unmet(&deps, &satisfied, &known, cx.compat().defers_unknown_depends()) {
+            Unmet::Missing(d) => (ResultKind::NotInstalled, d, "could not be installed first"),
+            Unmet::Deferred(d) => (ResultKind::Deferred, d, "is not registered yet"),
+        };
+        s.events.push(Event {
+            reason: Some(format!("BUILD_DEPENDS {} {why}", d.join(" "))),
+            ..Event::new(Some(format!("{m}/{v}")), &k.release, kind)
+        });
+        match kind {
+            ResultKind::NotInstalled => s.missing.push((format!("{m}/{v}"), d)),
+            _ => s.deferred.push((format!("{m}/{v}"), d)),
         }
     }
     let rc = after_installs(cx, &record, sink);

@@ -10,14 +10,16 @@ use super::{finish, Cx, Target};
 use crate::error::code;
 use crate::kernel::Kernel;
 use crate::run::Change;
+use crate::state::history::{Event, ResultKind};
 use crate::ui::Sink;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Uninstalls and unbuilds every module version built for the kernel
-/// (`only_autoinstall`: those with AUTOINSTALL=yes). Returns the modules that failed.
-pub fn drop_kernel(cx: &Cx, k: &Kernel, only_autoinstall: bool, sink: &dyn Sink) -> Result<Vec<String>> {
-    let mut failed = Vec::new();
+/// (`only_autoinstall`: those with AUTOINSTALL=yes). Returns what happened
+/// to each: removed, or failed with its exit code.
+pub fn drop_kernel(cx: &Cx, k: &Kernel, only_autoinstall: bool, sink: &dyn Sink) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     for (m, v) in cx.tree.combos() {
         if !cx.tree.is_built(&m, &v, &k.release, &k.arch) {
@@ -41,10 +43,14 @@ pub fn drop_kernel(cx: &Cx, k: &Kernel, only_autoinstall: bool, sink: &dyn Sink)
                 changes.entry(k.release.clone()).or_default().removed.extend(names);
                 unbuild_one(cx, &m, &v, k, sink)
             });
+        let mut event = Event::new(Some(format!("{m}/{v}")), &k.release, ResultKind::Removed);
         if let Err(e) = res {
             sink.error(&format!("{e:#}"));
-            failed.push(format!("{m}/{v}({})", crate::error::exit_code(&e)));
+            event.result = ResultKind::Failed;
+            event.code = crate::error::exit_code(&e);
+            event.reason = Some(format!("{e:#}"));
         }
+        events.push(event);
         sink.out("");
     }
     finish::depmod(cx, &changes, sink);
@@ -62,7 +68,7 @@ pub fn drop_kernel(cx: &Cx, k: &Kernel, only_autoinstall: bool, sink: &dyn Sink)
             let _ = std::fs::remove_dir(d);
         }
     }
-    Ok(failed)
+    Ok(events)
 }
 
 /// `dkms kernel_prerm -k K` / `dkms kernel_preinst -k K`.
@@ -70,7 +76,11 @@ pub fn kernel_hook(cx: &Cx, t: &Target, verb: &str, sink: &dyn Sink) -> Result<i
     let (r, a) = one_kernel(t, verb, true)?;
     super::require_root()?;
     let _lock = cx.lock(sink)?;
-    let failed = drop_kernel(cx, &cx.kernel(&r, &a), verb == "kernel_preinst", sink)?;
+    let failed: Vec<String> = drop_kernel(cx, &cx.kernel(&r, &a), verb == "kernel_preinst", sink)?
+        .into_iter()
+        .filter(|e| e.result == ResultKind::Failed)
+        .map(|e| format!("{}({})", e.module.unwrap_or_default(), e.code))
+        .collect();
     if !failed.is_empty() {
         sink.error(&format!("{verb} for kernel {r} ({a}) failed for {}", failed.join(" ")));
         return Ok(code::KERNEL_HOOK_FAILED);

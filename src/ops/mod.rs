@@ -13,6 +13,7 @@ pub mod cache;
 pub mod explain;
 pub mod finish;
 pub mod kernel_hooks;
+pub mod log;
 pub mod matching;
 pub mod recover;
 pub mod remove;

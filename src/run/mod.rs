@@ -16,6 +16,7 @@ use crate::install;
 use crate::kernel::Kernel;
 use crate::plan::Work;
 use crate::sign::Signer;
+use crate::state::history::{Event, ResultKind};
 use crate::state::journal::Journal;
 use crate::state::Tree;
 use crate::sys::fs::remove_within;
@@ -93,6 +94,27 @@ impl Outcome {
             Outcome::Failed { code, .. } => *code,
             Outcome::DepFailed(_) => crate::error::code::BUILD_DEPENDS,
         }
+    }
+
+    /// The history's record of this outcome for `module` (`m/v`) and the
+    /// kernel; None when nothing happened (already current, or not run).
+    pub fn history(&self, module: String, kernel: &str, exclusion: Option<&str>) -> Option<Event> {
+        let mut e = Event::new(Some(module), kernel, ResultKind::Installed);
+        match self {
+            Outcome::Done { installed: true, .. } => {}
+            Outcome::Done { .. } | Outcome::DepFailed(_) => return None,
+            Outcome::Skipped => {
+                e.result = ResultKind::Skipped;
+                e.reason = exclusion.map(|r| format!("BUILD_EXCLUSIVE: {r}"));
+            }
+            Outcome::Failed { code, message, log } => {
+                e.result = ResultKind::Failed;
+                e.code = *code;
+                e.reason = Some(message.trim().to_string()).filter(|m| !m.is_empty());
+                e.make_log = log.clone();
+            }
+        }
+        Some(e)
     }
 
     /// Dependents may go on (dkms counts a skipped dependency as met).

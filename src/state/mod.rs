@@ -15,6 +15,7 @@
 //! `$dkms_tree/.modsync/` (lock and journal). This module only reads; the
 //! operations that change the tree live with the effects that need them.
 
+pub mod history;
 pub mod journal;
 pub mod lock;
 pub mod record;

@@ -6,7 +6,8 @@
 //! ([`settings`]), in-kernel modules of the same name ([`original`]),
 //! modules loaded by the real kernel under qemu ([`qemu`]), and the
 //! package-manager hooks run by the real apt/dpkg ([`apt`]), pacman
-//! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]). Shared helpers
+//! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), and the history
+//! of hook runs with `modsync log` ([`history`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -14,6 +15,7 @@ mod apt;
 mod dnf;
 mod engine;
 mod explain;
+mod history;
 mod hostile;
 mod original;
 mod overlay_root;

@@ -260,6 +260,27 @@ impl World {
         c
     }
 
+    /// Runs `modsync hook ARGS...`, which must exit 0, with the world's
+    /// trees given before `hook` (a hook takes everything after its event
+    /// as the package manager's arguments).
+    pub fn hook(&self, args: &[&str]) -> Out {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_modsync"));
+        c.arg("--dkmstree")
+            .arg(self.p("dkms"))
+            .arg("--sourcetree")
+            .arg(self.p("src"))
+            .arg("--installtree")
+            .arg(self.p("lib/modules"))
+            .arg("hook")
+            .args(args)
+            .env("MODSYNC_SYSCONF_ROOT", &self.root)
+            .env_remove("parallel_jobs");
+        let mut o = run(&mut c);
+        o.cmd = format!("modsync hook {}", args.join(" "));
+        assert_eq!(o.code, 0, "{}", o.show());
+        o
+    }
+
     /// Runs modsync with `args`.
     pub fn modsync(&self, args: &[&str]) -> Out {
         let mut o = run(&mut self.cmd(args));
@@ -297,6 +318,37 @@ impl World {
             .iter()
             .map(|sfx| dir.join(format!("{name}.ko{sfx}")))
             .find(|p| p.is_file())
+    }
+
+    /// Copies `tests/fixtures/<dir>` into the world's source tree and adds it
+    /// (`dir` is `<module>-<version>`).
+    pub fn add_fixture(&self, dir: &str) {
+        let (m, v) = dir.rsplit_once('-').expect("a fixture dir is <module>-<version>");
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir))
+                .arg(self.p("src")),
+        );
+        self.ok(&["add", &format!("{m}/{v}")]);
+    }
+
+    /// Writes a one-file AUTOINSTALL module `name/1.0` (its `name.c` is
+    /// `c_source`; `conf_extra` is appended to its dkms.conf) and adds it.
+    pub fn add_one_file_module(&self, name: &str, conf_extra: &str, c_source: &str) {
+        let dir = self.p("src").join(format!("{name}-1.0"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("dkms.conf"),
+            format!(
+                "PACKAGE_NAME={name}\nPACKAGE_VERSION=1.0\nBUILT_MODULE_NAME[0]={name}\n\
+                 DEST_MODULE_LOCATION[0]=/updates\nAUTOINSTALL=yes\n{conf_extra}"
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join("Makefile"), format!("obj-m := {name}.o\n")).unwrap();
+        fs::write(dir.join(format!("{name}.c")), c_source).unwrap();
+        self.ok(&["add", &format!("{name}/1.0")]);
     }
 
     /// `-k K1 -k K2 ...` for all the world's kernels.
