@@ -388,3 +388,44 @@ fn the_package_that_ships_a_file_comes_from_the_package_manager() {
     let conf = dkms_source("vpoll").join("dkms.conf");
     assert_eq!(owner_package(Family::Debian, &conf), None, "{}", conf.display());
 }
+
+#[test]
+fn explain_names_the_exclusion_rule_and_the_missing_headers() {
+    require_root("explain excluded");
+    let ks = test_kernels();
+    let k = &ks[0];
+    let w = World::new(&ks[..1]);
+    w.add_one_file_module("old", "BUILD_EXCLUSIVE_KERNEL=\"^4\\.\"\n", "");
+    w.add_fixture("hello-1.0");
+    // an installed kernel without headers
+    let bare = "6.1.0-999-amd64";
+    std::fs::create_dir_all(w.modules_dir(bare).join("kernel")).unwrap();
+    let e = w.ok(&["explain", "old", "-k", k]);
+    assert!(
+        e.stdout
+            .starts_with(&format!("old/1.0, {k}, {}: excluded\n", crate::support::ARCH))
+            && e.stdout
+                .contains(&format!("BUILD_EXCLUSIVE_KERNEL=\"^4\\.\" does not match {k}"))
+            && e.stdout.contains("it is not a failure"),
+        "{}",
+        e.show()
+    );
+    let e = w.ok(&["explain", "hello/1.0", "-k", bare]);
+    assert!(
+        e.stdout.contains(": headers-missing") && e.stdout.contains(&format!("`apt install linux-headers-{bare}`")),
+        "{}",
+        e.show()
+    );
+    // no failed build: nothing to explain without -k
+    let e = w.ok(&["explain", "hello"]);
+    assert!(
+        e.stdout.starts_with("hello: no failed build is recorded"),
+        "{}",
+        e.show()
+    );
+    assert_eq!(
+        w.modsync(&["explain", "absent"]).code,
+        3,
+        "an unknown module is dkms's 'not in tree'"
+    );
+}
