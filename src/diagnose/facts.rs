@@ -1,6 +1,7 @@
 //! The inputs of a diagnosis that live outside the make.log: the compiler
 //! the kernel was built with (its .config, else `include/generated/compile.h`),
-//! the host's `gcc --version`, the distribution, and, for `modsync explain`
+//! the host's `gcc --version`, the distribution and its headers package for
+//! the kernel, and, for `modsync explain`
 //! only, the package that ships a driver (dpkg -S, rpm -qf, pacman -Qo).
 //! `status` never comes here: it reads the recorded diagnosis.
 
@@ -66,6 +67,9 @@ pub fn diagnose(f: &Failure, sysconf_root: &Path) -> Diagnosis {
     });
     let kernel_cc = kernel_compiler(f.kernel);
     let host_cc = host_compiler();
+    let distro = Distro::detect(sysconf_root);
+    let install_tree = f.kernel.modules_dir.parent().unwrap_or(Path::new("/lib/modules"));
+    let headers_hint = distro.as_ref().map(|d| d.headers_hint(&f.kernel.release, install_tree));
     classify(&Facts {
         module: f.module,
         version: f.version,
@@ -77,7 +81,8 @@ pub fn diagnose(f: &Failure, sysconf_root: &Path) -> Diagnosis {
         build_dir: f.build_dir,
         kernel_cc: kernel_cc.as_deref(),
         host_cc: host_cc.as_deref(),
-        family: Distro::detect(sysconf_root).map(|d| d.family),
+        family: distro.as_ref().map(|d| d.family),
+        headers_hint: headers_hint.as_deref(),
     })
 }
 

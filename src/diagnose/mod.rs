@@ -121,6 +121,8 @@ pub struct Facts<'a> {
     /// The first line of `gcc --version` here; None when there is no gcc.
     pub host_cc: Option<&'a str>,
     pub family: Option<Family>,
+    /// The command that installs the kernel's headers here.
+    pub headers_hint: Option<&'a str>,
 }
 
 /// Classifies a failed build: the first rule that recognises it, in this
@@ -130,6 +132,7 @@ pub fn classify(f: &Facts) -> Diagnosis {
     let s = rules::Scan::new(f);
     rules::disk_full(&s)
         .or_else(|| rules::missing_tool(&s))
+        .or_else(|| rules::missing_headers(&s))
         .or_else(|| rules::pre_build(&s))
         .or_else(|| rules::signing(&s))
         .or_else(|| rules::compiler_options(&s))

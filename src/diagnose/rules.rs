@@ -128,6 +128,40 @@ pub fn missing_tool(s: &Scan) -> Option<Diagnosis> {
     Some(d)
 }
 
+/// A driver Makefile that looks for the kernel's headers where there are
+/// none (`make[2]: *** /lib/modules/K/build: No such file or directory.  Stop.`).
+pub fn missing_headers(s: &Scan) -> Option<Diagnosis> {
+    let (l, dir) = s.lines.iter().find_map(|l| {
+        let dir = l
+            .split_once("*** ")?
+            .1
+            .strip_suffix(": No such file or directory.  Stop.")?;
+        (dir.contains("/lib/modules/") || dir.ends_with("/build")).then_some((*l, dir))
+    })?;
+    let k = s.f.kernel;
+    let install = match s.f.headers_hint {
+        Some(h) => format!("install them (`{h}`)"),
+        None => "install them".into(),
+    };
+    let mut d = Diagnosis::new(
+        Class::HeadersMissing,
+        format!(
+            "the Makefile of {} looks for the headers of kernel {k} in {dir}, which does not exist",
+            s.mv()
+        ),
+        format!(
+            "{install} so that {dir} exists (this driver does not use --kernelsourcedir), then rebuild: {}",
+            s.rebuild
+        ),
+    );
+    d.quote.push(l.trim().to_string());
+    d.package =
+        s.f.headers_hint
+            .and_then(|h| h.split_whitespace().last())
+            .map(str::to_string);
+    Some(d)
+}
+
 /// A PRE_BUILD step (a configure script) that failed: quoted in its own words.
 pub fn pre_build(s: &Scan) -> Option<Diagnosis> {
     let step = sections(s.f.log)

@@ -19,6 +19,7 @@ fn facts<'a>(m: &'a str, k: &'a str, code: i32, log: &'a str) -> Facts<'a> {
         kernel_cc: Some(GCC12),
         host_cc: Some(HOST12),
         family: Some(Family::Debian),
+        headers_hint: Some("apt install linux-headers-6.12.118+deb12-amd64"),
     }
 }
 
@@ -122,6 +123,34 @@ fn a_missing_compiler_or_make_names_its_package() {
     // a missing header of the driver is not a missing program
     f.log = "/var/lib/dkms/m/1.0/build/x.c:1:10: fatal error: xtables.h: No such file or directory\n";
     assert_eq!(classify(&f).class, Class::KernelUnsupported);
+}
+
+#[test]
+fn a_makefile_looking_for_absent_headers_names_their_package() {
+    // ddcci 0.4.2 (its Makefile uses /lib/modules/K/build) for a kernel whose headers are elsewhere
+    let log = section(
+        "Building module(s)",
+        "make KERNELRELEASE=6.12.118+deb12-amd64 KVER=6.12.118+deb12-amd64 -C /var/lib/dkms/ddcci/0.4.2/build",
+        "make -C \"/lib/modules/6.12.118+deb12-amd64/build\" M=\"/var/lib/dkms/ddcci/0.4.2/build/ddcci\" modules
+make[2]: Entering directory '/var/lib/dkms/ddcci/0.4.2/build/ddcci'
+make[2]: *** /lib/modules/6.12.118+deb12-amd64/build: No such file or directory.  Stop.
+make[1]: *** [Makefile:38: ddcci.ko] Error 2",
+        2,
+    );
+    let d = classify(&facts("ddcci", "6.12.118+deb12-amd64", 10, &log));
+    assert_eq!(d.class, Class::HeadersMissing);
+    assert_eq!(d.package.as_deref(), Some("linux-headers-6.12.118+deb12-amd64"));
+    assert!(
+        d.reason
+            .contains("in /lib/modules/6.12.118+deb12-amd64/build, which does not exist"),
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.advice.contains("`apt install linux-headers-6.12.118+deb12-amd64`"),
+        "{}",
+        d.advice
+    );
 }
 
 #[test]
