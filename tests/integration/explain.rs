@@ -429,3 +429,34 @@ fn explain_names_the_exclusion_rule_and_the_missing_headers() {
         "an unknown module is dkms's 'not in tree'"
     );
 }
+
+#[test]
+fn a_makefile_that_wants_lib_modules_build_names_the_headers_package() {
+    // ddcci's Makefile builds against /lib/modules/K/build whatever
+    // --kernelsourcedir says: with the 6.12 headers only in the world and
+    // an empty /lib/modules (a private mount), that directory is missing
+    require_root("explain lib/modules");
+    let (k, headers) = kernel_612();
+    let w = World::new(&[]);
+    std::fs::create_dir_all(w.modules_dir(&k)).unwrap();
+    std::os::unix::fs::symlink(&headers, w.modules_dir(&k).join("build")).unwrap();
+    let mv = add_source(&w, "ddcci");
+    let empty = w.p("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = modsync_in_namespace(&w, &[(empty, PathBuf::from("/lib/modules"))], &["build", &mv, "-k", &k]);
+    assert_eq!(o.code, 10, "{}", o.show());
+    let d = &failed(&w, &mv)
+        .first()
+        .unwrap_or_else(|| panic!("no failure recorded:\n{}", o.show()))
+        .1
+        .clone();
+    assert_eq!(d["class"], "headers-missing", "{d:#}");
+    assert_eq!(d["package"], format!("linux-headers-{k}"), "{d:#}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/lib/modules/{k}/build, which does not exist")),
+        "{d:#}"
+    );
+}
