@@ -8,7 +8,10 @@
 //! not exist names the compiler package to install. Each diagnosis shows in
 //! the failing command's and the package-manager hook's stderr, in `status
 //! --json` (which starts no process) and in `modsync explain`, while
-//! `status` keeps dkms's lines.
+//! `status` keeps dkms's lines. `explain` also names the BUILD_EXCLUSIVE
+//! rule that keeps a kernel out and the headers package of a kernel
+//! without headers, also when a driver's Makefile wants them at
+//! `/lib/modules/K/build`.
 //!
 //! Drivers whose Makefiles use `/lib/modules/K/build` (openrazer, ddcci)
 //! run in a private mount namespace where the world's `lib/modules` is
@@ -458,5 +461,29 @@ fn a_makefile_that_wants_lib_modules_build_names_the_headers_package() {
             .unwrap()
             .contains(&format!("/lib/modules/{k}/build, which does not exist")),
         "{d:#}"
+    );
+}
+
+#[test]
+fn a_signing_key_sign_file_rejects_is_explained() {
+    // a build whose signing fails goes on unsigned (as dkms does); the
+    // warning says why and what to do
+    require_root("explain signing");
+    let ks = test_kernels();
+    let k = &ks[0];
+    let w = World::new(&ks[..1]);
+    w.add_fixture("hello-1.0");
+    std::fs::write(w.p("mok.key"), "not a key\n").unwrap();
+    std::fs::write(w.p("mok.pub"), "not a certificate\n").unwrap();
+    let o = w.modsync(&["build", "hello/1.0", "-k", k]);
+    assert_eq!(o.code, 0, "{}", o.show());
+    assert!(
+        o.stderr.contains("the module stays unsigned")
+            && o.stderr.contains(&format!(
+                "Why: hello/1.0 was built for kernel {k}, but signing its modules failed"
+            ))
+            && o.stderr.contains("mok_signing_key"),
+        "{}",
+        o.show()
     );
 }
