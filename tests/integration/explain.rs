@@ -11,7 +11,8 @@
 //! `status` keeps dkms's lines. `explain` also names the BUILD_EXCLUSIVE
 //! rule that keeps a kernel out and the headers package of a kernel
 //! without headers, also when a driver's Makefile wants them at
-//! `/lib/modules/K/build`.
+//! `/lib/modules/K/build`; a module that cannot be signed (a key sign-file
+//! rejects) is built unsigned with a warning that says why.
 //!
 //! Drivers whose Makefiles use `/lib/modules/K/build` (openrazer, ddcci)
 //! run in a private mount namespace where the world's `lib/modules` is
