@@ -8,9 +8,12 @@
 
 pub mod add;
 pub mod autoinstall;
+pub mod autoinstaller;
+pub mod boot;
 pub mod build;
 pub mod cache;
 pub mod finish;
+pub mod generate_docs;
 pub mod kernel_hooks;
 pub mod matching;
 pub mod recover;
