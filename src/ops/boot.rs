@@ -9,9 +9,11 @@
 //! tree alone ([`decide`], pure): every registered module's latest version
 //! is installed for the kernel, or the last boot run found it does not want
 //! to be (not AUTOINSTALL, or excluded by BUILD_EXCLUSIVE; remembered in
-//! `$dkms_tree/.modsync/boot/<K>-<A>`). No dkms.conf is read, no process is
-//! started and no lock is taken then. A module whose build failed is tried
-//! again at the next boot, as dkms.service does.
+//! `$dkms_tree/.modsync/boot/<K>-<A>`), or its last build for the kernel
+//! failed (its make.log is kept): the same source against the same kernel
+//! would fail again and hold every boot, so only the hooks, `modsync
+//! autoinstall` and a boot that builds something else retry it. No
+//! dkms.conf is read, no process is started and no lock is taken then.
 
 use super::autoinstall::{self, Summary};
 use super::{require_root, Cx, Target};
@@ -32,15 +34,23 @@ pub enum Decision {
     Missing(Vec<String>),
 }
 
+/// A registered module's latest version as the boot run sees it for one kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub version: String,
+    pub installed: bool,
+    /// The last build of this version for the kernel failed.
+    pub failed: bool,
+}
+
 /// The boot decision over plain values: `latest` maps each registered
-/// module to its latest version and whether that version is installed for
-/// the kernel; `settled` holds the `m/v` the last boot run left out on
-/// purpose. Pure.
-pub fn decide(latest: &BTreeMap<String, (String, bool)>, settled: &BTreeSet<String>) -> Decision {
+/// module to what is known of its latest version for the kernel; `settled`
+/// holds the `m/v` the last boot run left out on purpose. Pure.
+pub fn decide(latest: &BTreeMap<String, Seen>, settled: &BTreeSet<String>) -> Decision {
     let missing: Vec<String> = latest
         .iter()
-        .filter(|(_, (_, installed))| !installed)
-        .map(|(m, (v, _))| format!("{m}/{v}"))
+        .filter(|(_, s)| !s.installed && !s.failed)
+        .map(|(m, s)| format!("{m}/{}", s.version))
         .filter(|mv| !settled.contains(mv))
         .collect();
     if missing.is_empty() {
@@ -52,26 +62,29 @@ pub fn decide(latest: &BTreeMap<String, (String, bool)>, settled: &BTreeSet<Stri
 
 /// The `m/v` an autoinstall left uninstalled on purpose: not installed now,
 /// and neither failed nor waiting for a dependency. Pure.
-pub fn settled_after(latest_now: &BTreeMap<String, (String, bool)>, s: &Summary) -> BTreeSet<String> {
+pub fn settled_after(latest_now: &BTreeMap<String, Seen>, s: &Summary) -> BTreeSet<String> {
     let failed: BTreeSet<String> = s.failed.iter().map(|(m, _)| m.clone()).collect();
     let waiting: BTreeSet<&str> = s.missing.iter().chain(&s.deferred).map(|(mv, _)| mv.as_str()).collect();
     latest_now
         .iter()
-        .filter(|(m, (v, installed))| {
-            !installed && !failed.contains(*m) && !waiting.contains(format!("{m}/{v}").as_str())
-        })
-        .map(|(m, (v, _))| format!("{m}/{v}"))
+        .map(|(m, seen)| (m, format!("{m}/{}", seen.version), seen))
+        .filter(|(m, mv, seen)| !seen.installed && !failed.contains(*m) && !waiting.contains(mv.as_str()))
+        .map(|(_, mv, _)| mv)
         .collect()
 }
 
-/// Each registered module's latest version and whether it is installed for `k`.
-fn latest_installed(cx: &Cx, k: &Kernel) -> BTreeMap<String, (String, bool)> {
+/// What the tree says of each registered module's latest version for `k`.
+fn latest_installed(cx: &Cx, k: &Kernel) -> BTreeMap<String, Seen> {
     autoinstall::registered(cx)
         .latest
         .into_iter()
         .map(|(m, v)| {
-            let installed = cx.tree.is_installed(&m, &v, &k.release, &k.arch);
-            (m, (v, installed))
+            let seen = Seen {
+                installed: cx.tree.is_installed(&m, &v, &k.release, &k.arch),
+                failed: cx.tree.failed_dir(&m, &v, &k.release, &k.arch).is_dir(),
+                version: v,
+            };
+            (m, seen)
         })
         .collect()
 }
@@ -149,8 +162,8 @@ pub fn boot(cx: &Cx, t: &Target, load: bool, sink: &dyn Sink) -> Result<i32> {
     write_settled(cx, &k, &settled_after(&after, &s))?;
     let new: Vec<(String, String)> = after
         .into_iter()
-        .filter(|(m, (_, now))| *now && !before.get(m).is_some_and(|(_, was)| *was))
-        .map(|(m, (v, _))| (m, v))
+        .filter(|(m, now)| now.installed && !before.get(m).is_some_and(|was| was.installed))
+        .map(|(m, now)| (m, now.version))
         .collect();
     if load && r == crate::kernel::running_release() {
         load_modules(cx, &k, &new, sink);
@@ -186,10 +199,17 @@ fn load_modules(cx: &Cx, k: &Kernel, new: &[(String, String)], sink: &dyn Sink) 
 mod tests {
     use super::*;
 
-    fn latest(entries: &[(&str, &str, bool)]) -> BTreeMap<String, (String, bool)> {
+    fn latest(entries: &[(&str, &str, bool)]) -> BTreeMap<String, Seen> {
         entries
             .iter()
-            .map(|(m, v, i)| (m.to_string(), (v.to_string(), *i)))
+            .map(|(m, v, i)| {
+                let seen = Seen {
+                    version: v.to_string(),
+                    installed: *i,
+                    failed: false,
+                };
+                (m.to_string(), seen)
+            })
             .collect()
     }
 
@@ -217,6 +237,15 @@ mod tests {
             decide(&l, &set(&["b/2.2", "c/1"])),
             Decision::Missing(vec!["b/2.3".into()])
         );
+    }
+
+    #[test]
+    fn a_build_that_failed_for_the_kernel_is_not_retried_by_itself() {
+        let mut l = latest(&[("a", "1.0", true), ("razer", "3.5.1", false)]);
+        l.get_mut("razer").unwrap().failed = true;
+        assert_eq!(decide(&l, &set(&[])), Decision::NothingMissing);
+        l.insert("b".into(), latest(&[("b", "1", false)]).remove("b").unwrap());
+        assert_eq!(decide(&l, &set(&[])), Decision::Missing(vec!["b/1".into()]));
     }
 
     #[test]
