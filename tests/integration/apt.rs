@@ -340,7 +340,7 @@ fn package_extras(c: &Chroot, ck: &mut Checks) {
         ));
         ck.truth(
             &format!("bash-completion loads a completion for `{name}`"),
-            out.ok && out.output.contains(&format!("complete -F _{name}")),
+            out.ok && out.output.contains(&format!(" -F _{name} {name}")),
             &out.output,
         );
     }
