@@ -2,7 +2,8 @@
 //! AUTOINSTALL module, built and installed for one kernel, all at once under
 //! the CPU budget in BUILD_DEPENDS order; modules whose dependency cannot be
 //! met fail (exit 11), those whose dependency is not registered at all are
-//! deferred (dkms 3.4). Also what the package-manager hooks run.
+//! deferred (dkms 3.4). Also what the package-manager hooks and `boot`
+//! run; [`registered`] is the tree-only view `boot` decides its no-op from.
 
 use super::build::{after_installs, execute, job, source_of, state};
 use super::{Cx, Target};
