@@ -180,16 +180,24 @@ pub enum Command {
     },
     /// Explain Secure Boot and the enrolment of the signing key (modsync's own).
     Secureboot,
-    /// Build and install what is missing for the kernel (default: the running one), then load the modules it installed; a quick no-op when nothing is missing (modsync's own; modsync.service runs it at boot).
+    /// Build and install what is missing for the running kernel, then load it (modsync's own).
+    ///
+    /// -k names another kernel. modsync.service runs it at boot; when nothing is missing it
+    /// decides so from the state tree alone and exits at once.
     Boot {
         /// Do not load the modules it installed.
         #[arg(long)]
         no_load: bool,
     },
-    /// What /usr/lib/dkms/dkms_autoinstaller runs: `start [KERNEL]` autoinstalls for KERNEL (default: the running one) when its headers are installed (modsync's own).
+    /// What /usr/lib/dkms/dkms_autoinstaller runs (modsync's own).
+    ///
+    /// `start [KERNEL]` is `autoinstall -k KERNEL` with its exit code folded to 0 or 1; a
+    /// kernel without headers is skipped with a message and exit 0.
     Autoinstaller {
+        /// start (stop, restart, force-reload, status and reload do nothing).
         #[arg(value_name = "start")]
         action: String,
+        /// The kernel (default: the running one).
         #[arg(value_name = "KERNEL")]
         kernel: Option<String>,
     },
