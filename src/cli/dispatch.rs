@@ -124,6 +124,18 @@ pub fn run(cli: Cli, as_dkms: bool) -> i32 {
     if let Command::Hook { manager, event, args } = &cmd {
         return crate::hook::main(c, manager, event, args);
     }
+    // dkms_autoinstaller's kernel is a positional argument
+    let kernel_arg;
+    let c = match &cmd {
+        Command::Autoinstaller { kernel: Some(k), .. } => {
+            kernel_arg = Common {
+                kernels: vec![k.clone()],
+                ..c.clone()
+            };
+            &kernel_arg
+        }
+        _ => c,
+    };
     match dispatch(c, &cmd) {
         Ok(rc) => rc,
         Err(e) => {
@@ -140,6 +152,10 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             code::BAD_CONF,
             "--binaries-only and --source-only exclude each other; give one",
         ));
+    }
+    if let Command::GenerateDocs { dir } = cmd {
+        ops::generate_docs::run(dir)?;
+        return Ok(0);
     }
     let sink = Direct;
     let distro = Distro::detect(&sysconf_root());
@@ -212,7 +228,9 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             Ok(0)
         }
         Command::Explain(_) => ops::explain::run(&cx, &t, &sink),
-        Command::Hook { .. } => unreachable!("handled before"),
+        Command::Boot { no_load } => ops::boot::boot(&cx, &t, !no_load, &sink),
+        Command::Autoinstaller { action, .. } => Ok(ops::autoinstaller::run(&cx, action, &t, &sink)),
+        Command::Hook { .. } | Command::GenerateDocs { .. } => unreachable!("handled before"),
     }
 }
 

@@ -1,11 +1,14 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
-//! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `status --json`). [`args`] gives
-//! the options dkms's meaning; [`dispatch`] hands them to the operations.
+//! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `status --json`,
+//! `boot`, `autoinstaller`, and the hidden `generate-docs`). [`args`] gives the
+//! options dkms's meaning; [`dispatch`] hands them to the operations;
+//! [`manual`] renders the man pages and completions from these definitions.
 //! No file system or process work happens in the definitions.
 
 pub mod args;
 pub mod dispatch;
+pub mod manual;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,10 +64,13 @@ pub struct Common {
     /// The kernel headers directory (default: /lib/modules/KERNEL/build).
     #[arg(long, global = true, value_name = "DIR")]
     pub kernelsourcedir: Option<PathBuf>,
+    /// The state tree (default: /var/lib/dkms).
     #[arg(long, global = true, value_name = "DIR")]
     pub dkmstree: Option<PathBuf>,
+    /// Where module sources are (default: /usr/src).
     #[arg(long, global = true, value_name = "DIR")]
     pub sourcetree: Option<PathBuf>,
+    /// Where kernels keep their modules (default: /lib/modules).
     #[arg(long, global = true, value_name = "DIR")]
     pub installtree: Option<PathBuf>,
     /// Set a dkms.conf directive, NAME=value (repeatable).
@@ -76,8 +82,10 @@ pub struct Common {
     /// The tarball for mktarball or ldtarball.
     #[arg(long, global = true, value_name = "FILE")]
     pub archive: Option<PathBuf>,
+    /// dkms's mktarball option; accepted, but not together with --source-only.
     #[arg(long, global = true)]
     pub binaries_only: bool,
+    /// dkms's mktarball option; accepted, but not together with --binaries-only.
     #[arg(long, global = true)]
     pub source_only: bool,
     /// Do not run depmod.
@@ -189,6 +197,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build and install what is missing for the running kernel, then load it (modsync's own).
+    ///
+    /// -k names another kernel. modsync.service runs it at boot; when nothing is missing it
+    /// decides so from the state tree alone and exits at once.
+    Boot {
+        /// Do not load the modules it installed.
+        #[arg(long)]
+        no_load: bool,
+    },
+    /// What /usr/lib/dkms/dkms_autoinstaller runs (modsync's own).
+    ///
+    /// `start [KERNEL]` is `autoinstall -k KERNEL` with its exit code folded to 0 or 1; a
+    /// kernel without headers is skipped with a message and exit 0.
+    Autoinstaller {
+        /// start (stop, restart, force-reload, status and reload do nothing).
+        #[arg(value_name = "start")]
+        action: String,
+        /// The kernel (default: the running one).
+        #[arg(value_name = "KERNEL")]
+        kernel: Option<String>,
+    },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 impl Command {
@@ -213,6 +245,9 @@ impl Command {
             Command::Secureboot => "secureboot",
             Command::Explain(_) => "explain",
             Command::Log { .. } => "log",
+            Command::Boot { .. } => "boot",
+            Command::Autoinstaller { .. } => "autoinstaller",
+            Command::GenerateDocs { .. } => "generate-docs",
         }
     }
 
@@ -289,6 +324,14 @@ mod tests {
         .is_ok());
         assert!(Cli::try_parse_from(["dkms", "kernel_prerm", "-k", "6.1"]).is_ok());
         assert!(Cli::try_parse_from(["dkms", "--version"]).unwrap().common.version);
+        let c = Cli::try_parse_from(["modsync", "boot", "-k", "6.1", "--no-load"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Boot { no_load: true })));
+        assert_eq!(c.common.kernels, vec!["6.1"]);
+        let c = Cli::try_parse_from(["/usr/sbin/modsync", "autoinstaller", "start", "6.1"]).unwrap();
+        assert!(
+            matches!(c.command, Some(Command::Autoinstaller { ref action, ref kernel })
+            if action == "start" && kernel.as_deref() == Some("6.1"))
+        );
         assert!(Cli::try_parse_from(["dkms", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["dkms", "status", "--bogus"]).is_err());
         let c = Cli::try_parse_from(["modsync", "explain", "vpoll/0.1", "-k", "6.12"]).unwrap();

@@ -2,7 +2,8 @@
 //! AUTOINSTALL module, built and installed for one kernel, all at once under
 //! the CPU budget in BUILD_DEPENDS order; modules whose dependency cannot be
 //! met fail (exit 11), those whose dependency is not registered at all are
-//! deferred (dkms 3.4). Also what the package-manager hooks run.
+//! deferred (dkms 3.4). Also what the package-manager hooks and `boot`
+//! run; [`registered`] is the tree-only view `boot` decides its no-op from.
 
 use super::build::{after_installs, execute, job, source_of, state};
 use super::{Cx, Target};
@@ -51,26 +52,43 @@ pub struct Summary {
     pub code: i32,
 }
 
-/// Autoinstall for one kernel; `sink` gets the messages. The caller holds the lock.
-pub fn for_kernel(cx: &Cx, k: &Kernel, sink: &dyn Sink) -> Result<Summary> {
-    // the latest added version of each module, by dkms's version order
-    let mut latest: BTreeMap<String, String> = BTreeMap::new();
-    let mut known: BTreeSet<String> = BTreeSet::new();
+/// The registered modules as autoinstall sees them, read from the tree alone.
+#[derive(Debug, Default)]
+pub struct Registered {
+    /// The latest added version of each module, by dkms's version order.
+    pub latest: BTreeMap<String, String>,
+    /// Versions whose source is gone (skipped, reported).
+    pub broken: Vec<(String, String)>,
+}
+
+/// Reads which module versions are registered (no dkms.conf is read).
+pub fn registered(cx: &Cx) -> Registered {
+    let mut r = Registered::default();
     for (m, v) in cx.tree.combos() {
         match cx.tree.source_state(&m, &v, cx.compat()) {
             SourceState::Added(_) => {
-                known.insert(m.clone());
-                let e = latest.entry(m).or_insert_with(|| v.clone());
+                let e = r.latest.entry(m).or_insert_with(|| v.clone());
                 if version::compare(&v, e) == std::cmp::Ordering::Greater {
                     *e = v;
                 }
             }
-            SourceState::Broken | SourceState::AddedGone => {
-                sink.error(&format!("{m}/{v} is broken (its source is gone) and is skipped; reinstall its package, or remove {} by hand", cx.tree.version_dir(&m, &v).display()));
-            }
+            SourceState::Broken | SourceState::AddedGone => r.broken.push((m, v)),
             SourceState::Absent => {}
         }
     }
+    r
+}
+
+/// Autoinstall for one kernel; `sink` gets the messages. The caller holds the lock.
+pub fn for_kernel(cx: &Cx, k: &Kernel, sink: &dyn Sink) -> Result<Summary> {
+    let Registered { latest, broken } = registered(cx);
+    for (m, v) in &broken {
+        sink.error(&format!(
+            "{m}/{v} is broken (its source is gone) and is skipped; reinstall its package, or remove {} by hand",
+            cx.tree.version_dir(m, v).display()
+        ));
+    }
+    let known: BTreeSet<String> = latest.keys().cloned().collect();
     let mut confs: Vec<Option<Evaluated>> = Vec::new();
     let mut names = Vec::new();
     for (m, v) in &latest {

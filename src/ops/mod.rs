@@ -8,10 +8,13 @@
 
 pub mod add;
 pub mod autoinstall;
+pub mod autoinstaller;
+pub mod boot;
 pub mod build;
 pub mod cache;
 pub mod explain;
 pub mod finish;
+pub mod generate_docs;
 pub mod kernel_hooks;
 pub mod log;
 pub mod matching;

@@ -17,10 +17,21 @@
 //! initramfs; a broken /etc/modsync/config.toml does not fail a kernel
 //! package; the kernel-install plugin adds and removes; the vendor package's
 //! prerm (`dkms remove --all`) unregisters; removing and purging modsync
-//! leaves a working system.
+//! leaves a working system (and no modsync.service enablement).
+//!
+//! Also what the package adds beside the hooks: `man dkms` and `man
+//! modsync` resolve, bash-completion loads the completions of both names,
+//! /usr/lib/dkms/dkms_autoinstaller skips a kernel without headers with
+//! dkms's message, and modsync.service is enabled and passes `systemd-analyze
+//! verify`. The boot safety net: with the modsync hooks moved aside, the
+//! headers of a kernel are reinstalled and the module is not built (no hook
+//! ran); the installed unit's ExecStart then builds and installs it, and a
+//! second run is a silent no-op. The chroot's running kernel is the host's
+//! (which has no headers here: ExecStart alone says so and exits 0), so
+//! the test appends `-k K` to ExecStart to name the chroot's kernel.
 //!
 //! Needs root, debootstrap and a Debian mirror. The debootstrap base is made
-//! once and cached as /var/cache/modsync-test/bookworm-minbase-1.tar; the
+//! once and cached as /var/cache/modsync-test/bookworm-minbase-2.tar; the
 //! .debs apt downloads are kept in /var/cache/modsync-test/archives (the
 //! kernel images `tests/setup.sh` downloaded are used too).
 //!
@@ -38,9 +49,10 @@ use std::process::{Command, Stdio};
 const TEST: &str = "apt::debian_package_in_a_chroot";
 const SUITE: &str = "bookworm";
 /// Bump the suffix when the package set below changes.
-const BASE_TARBALL: &str = "bookworm-minbase-1.tar";
+const BASE_TARBALL: &str = "bookworm-minbase-2.tar";
 const BASE_PACKAGES: &str =
-    "ca-certificates,make,gcc,libc6-dev,kmod,patch,bc,openssl,xz-utils,zstd,initramfs-tools,cpio";
+    "ca-certificates,make,gcc,libc6-dev,kmod,patch,bc,openssl,xz-utils,zstd,initramfs-tools,cpio,\
+     man-db,bash-completion,systemd";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 const PATH_IN_CHROOT: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -117,6 +129,7 @@ fn scenario(c: &Chroot, deb: &Path, k1: &str, k2: &str, ck: &mut Checks) {
         "/usr/lib/dkms/common.postinst (called by dh_dkms postinsts) is installed",
         &c.run("test -x /usr/lib/dkms/common.postinst"),
     );
+    package_extras(c, ck);
 
     // --- a vendor driver package that depends on dkms ---
     ck.progress(&format!("installing {GOOD_PKG}"));
@@ -189,6 +202,18 @@ fn scenario(c: &Chroot, deb: &Path, k1: &str, k2: &str, ck: &mut Checks) {
         status.ok && json_failed_for(&status.output, k2),
         &status.output,
     );
+    let log = c.run("modsync log --json");
+    ck.truth(
+        &format!("modsync log: the kernel hooks recorded {GOOD_MOD} installed and {BAD_MOD} failed for {k2}"),
+        log.ok
+            && history_has(&log.output, GOOD_MOD, k2, "installed")
+            && history_has(&log.output, BAD_MOD, k2, "failed"),
+        &log.output,
+    );
+    ck.cmd(
+        "the package ships the history's logrotate configuration",
+        &c.run("grep -q '^/var/log/modsync/history.log {' /etc/logrotate.d/modsync"),
+    );
 
     // --- removing a kernel drops its modules ---
     ck.progress(&format!("removing kernel {k1}"));
@@ -243,6 +268,8 @@ fn scenario(c: &Chroot, deb: &Path, k1: &str, k2: &str, ck: &mut Checks) {
          [ $rc = 0 ] && {AUDIT_CLEAN}"
     ));
     ck.cmd("a broken /etc/modsync/config.toml does not fail a kernel package", &out);
+
+    boot_safety_net(c, ck, &mv, k1);
 
     // --- systemd kernel-install ---
     ck.progress("installing systemd for kernel-install");
@@ -306,6 +333,93 @@ fn scenario(c: &Chroot, deb: &Path, k1: &str, k2: &str, ck: &mut Checks) {
     ck.cmd("dpkg --audit is clean at the end", &c.run(AUDIT_CLEAN));
     let out = c.run("apt-get purge -y -q modsync && test ! -e /etc/kernel/postinst.d/50-modsync");
     ck.cmd("purging modsync removes its hooks", &out);
+    ck.cmd(
+        "... and modsync.service's enablement",
+        &c.run(&format!("test ! -e /etc/systemd/system/multi-user.target.wants/{UNIT}")),
+    );
+}
+
+const UNIT: &str = "modsync.service";
+const UNIT_FILE: &str = "/lib/systemd/system/modsync.service";
+
+/// Man pages, completions, dkms's autoinstaller path and the boot unit, as installed.
+fn package_extras(c: &Chroot, ck: &mut Checks) {
+    for name in ["dkms", "modsync"] {
+        let out = c.run(&format!("man -w {name} && man {name} | grep -q 'EXIT STATUS'"));
+        ck.cmd(&format!("`man -w {name}` finds the page, which has EXIT STATUS"), &out);
+        let out = c.run(&format!(
+            "bash -ic '. /usr/share/bash-completion/bash_completion && __load_completion {name} && complete -p {name}'"
+        ));
+        ck.truth(
+            &format!("bash-completion loads a completion for `{name}`"),
+            out.ok && out.output.contains(&format!(" -F _{name} {name}")),
+            &out.output,
+        );
+    }
+    let out = c.run("/usr/lib/dkms/dkms_autoinstaller start 6.0.0-noheaders; echo rc=$?");
+    ck.truth(
+        "dkms_autoinstaller: a kernel without headers is skipped with dkms's message, exit 0",
+        out.output.contains(
+            "Automatic installation of modules for kernel 6.0.0-noheaders was skipped since the kernel headers for this kernel do not seem to be installed.",
+        ) && out.output.trim_end().ends_with("rc=0"),
+        &out.output,
+    );
+    let out = c.run(&format!("systemctl is-enabled {UNIT}"));
+    ck.truth(
+        &format!("{UNIT} is enabled by the package"),
+        out.ok && out.output.trim() == "enabled",
+        &out.output,
+    );
+    ck.cmd(
+        &format!("`systemd-analyze verify` passes on {UNIT_FILE}"),
+        &c.run(&format!("systemd-analyze verify {UNIT_FILE}")),
+    );
+}
+
+/// Headers installed while no modsync hook ran leave the module unbuilt;
+/// the unit's ExecStart (with `-k K`: the chroot runs the host's kernel)
+/// builds and installs it, and a second run does nothing, silently.
+fn boot_safety_net(c: &Chroot, ck: &mut Checks, mv: &str, k: &str) {
+    ck.progress(&format!(
+        "headers of {k} reinstalled with the hooks moved aside; then the boot unit"
+    ));
+    let aside = "/etc/kernel/header_postinst.d /usr/share/kernel/header_postinst.d";
+    let out = c.run(&format!(
+        "dkms remove {mv} -k {k} && \
+         for d in {aside}; do mv $d/50-modsync $d/.50-modsync.aside; done && \
+         {APT} --reinstall linux-headers-{k}; rc=$?; \
+         for d in {aside}; do mv $d/.50-modsync.aside $d/50-modsync; done; \
+         [ $rc = 0 ] && {}",
+        no_module_file(GOOD_MOD, k)
+    ));
+    ck.cmd(
+        &format!("with no hook, reinstalling linux-headers-{k} leaves {GOOD_MOD} unbuilt"),
+        &out,
+    );
+    let exec_start = format!("$(sed -n 's/^ExecStart=//p' {UNIT_FILE})");
+    let out = c.run(&format!("{exec_start}; echo rc=$?"));
+    ck.truth(
+        "ExecStart alone (the host's kernel, no headers in the chroot) names the headers and exits 0",
+        out.output.contains("headers") && out.output.trim_end().ends_with("rc=0"),
+        &out.output,
+    );
+    // the broken driver fails again for this kernel: exit 11, as autoinstall
+    let out = c.run(&format!("{exec_start} -k {k}; echo rc=$?"));
+    ck.truth(
+        &format!("ExecStart -k {k} builds what is missing (exit 11: {BAD_MOD} still fails)"),
+        out.output.contains(mv) && out.output.trim_end().ends_with("rc=11"),
+        &out.output,
+    );
+    ck.cmd(
+        &format!("... and {GOOD_MOD} is installed for {k}"),
+        &c.run(&vermagic_is(GOOD_MOD, k)),
+    );
+    let out = c.run(&format!("{exec_start} -k {k}; echo rc=$?"));
+    ck.truth(
+        "a second run has nothing to do: no output, exit 0",
+        out.output.trim() == "rc=0",
+        &out.output,
+    );
 }
 
 fn vermagic_is(module: &str, kver: &str) -> String {
@@ -335,6 +449,21 @@ fn json_failed_for(json: &str, kver: &str) -> bool {
             && e["kernel"].as_str() == Some(kver)
             && e["state"].as_str() == Some("failed")
             && e["make_log"].as_str().is_some_and(|l| l.ends_with("make.log"))
+    })
+}
+
+/// `modsync log --json` has an entry of a kernel hook (apt's or kernel-install's) for `module` and `kver` with `result`.
+fn history_has(json: &str, module: &str, kver: &str, result: &str) -> bool {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    entries.iter().any(|e| {
+        e["module"].as_str().is_some_and(|m| m.starts_with(module))
+            && e["kernel"].as_str() == Some(kver)
+            && e["result"].as_str() == Some(result)
+            && e["trigger"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("apt ") || t.starts_with("kernel-install "))
     })
 }
 

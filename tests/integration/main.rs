@@ -6,12 +6,15 @@
 //! ([`settings`]), in-kernel modules of the same name ([`original`]),
 //! modules loaded by the real kernel under qemu ([`qemu`]), and the
 //! package-manager hooks run by the real apt/dpkg ([`apt`]), pacman
-//! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), and the history
-//! of hook runs with `modsync log` ([`history`]). Shared helpers
+//! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), the history of
+//! hook runs with `modsync log` ([`history`]), failures explained
+//! ([`explain`]), and the boot-time safety net and dkms's autoinstaller
+//! path ([`boot`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
 mod apt;
+mod boot;
 mod dnf;
 mod engine;
 mod explain;
