@@ -1,6 +1,6 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
-//! actions (`hook`, `cache`, `secureboot`, `log`, `status --json`). [`args`] gives
+//! actions (`hook`, `cache`, `secureboot`, `log`, `convert`, `status --json`). [`args`] gives
 //! the options dkms's meaning; [`dispatch`] hands them to the operations.
 //! No file system or process work happens in the definitions.
 
@@ -165,6 +165,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write a modsync.toml manifest from DIR's dkms.conf as evaluated for
+    /// -k KERNEL, naming what could not be carried over (modsync's own).
+    Convert {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Write DIR/modsync.toml instead of printing the manifest.
+        #[arg(short = 'o', long = "write")]
+        write: bool,
+    },
     /// Show or clear the build cache (modsync's own).
     Cache {
         #[arg(value_parser = ["show", "clear"], default_value = "show")]
@@ -207,6 +216,7 @@ impl Command {
             Command::KernelPostinst(_) => "kernel_postinst",
             Command::KernelPrerm(_) => "kernel_prerm",
             Command::Hook { .. } => "hook",
+            Command::Convert { .. } => "convert",
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
             Command::Log { .. } => "log",
@@ -284,6 +294,8 @@ mod tests {
         ])
         .is_ok());
         assert!(Cli::try_parse_from(["dkms", "kernel_prerm", "-k", "6.1"]).is_ok());
+        let c = Cli::try_parse_from(["modsync", "convert", "/usr/src/foo-1", "-k", "6.1", "-o"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Convert { write: true, .. })));
         assert!(Cli::try_parse_from(["dkms", "--version"]).unwrap().common.version);
         assert!(Cli::try_parse_from(["dkms", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["dkms", "status", "--bogus"]).is_err());
