@@ -6,7 +6,8 @@
 //! modules loaded by the real kernel under qemu ([`qemu`]), and the
 //! package-manager hooks run by the real apt/dpkg ([`apt`]), pacman
 //! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), and the history
-//! of hook runs with `modsync log` ([`history`]). Shared helpers
+//! of hook runs with `modsync log` ([`history`]), and modsync.toml
+//! manifests converted from real dkms.conf files ([`manifest`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -15,6 +16,7 @@ mod dnf;
 mod engine;
 mod history;
 mod hostile;
+mod manifest;
 mod original;
 mod overlay_root;
 mod pacman;
