@@ -252,6 +252,20 @@ exclusive = { arch = "x86_64" }
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_manifest() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("### modsync.toml").nth(1).expect("the README's section");
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap();
+        let m = parse(example).unwrap();
+        assert_eq!(evaluate::problems(&m), Vec::<String>::new());
+        assert_eq!((m.modules.len(), m.patches.len()), (1, 1));
+    }
+
+    #[test]
     fn manifests_are_told_from_dkms_conf() {
         assert!(is_manifest(Path::new("/usr/src/foo-1/modsync.toml")));
         assert!(!is_manifest(Path::new("/usr/src/foo-1/dkms.conf")));
