@@ -7,12 +7,14 @@
 //! - [`plan`]: pure decisions from facts to jobs; [`run`]: the executor;
 //! - [`build`], [`install`], [`sign`], [`cache`], [`scripts`]: the effects of one job;
 //! - [`config`], [`state`], [`kernel`]: inputs (dkms.conf, settings, the tree, kernels);
+//! - [`diagnose`]: why a build failed and what to do, from its make.log;
 //! - [`sys`], [`ui`], [`error`]: helpers everything uses.
 
 pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod hook;
 pub mod install;

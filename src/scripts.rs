@@ -57,13 +57,20 @@ impl Script<'_> {
     /// The directory to run in and the command, or None when the script
     /// is not executable.
     pub fn resolve(&self) -> Option<(PathBuf, ConfCommand)> {
+        self.resolve_in(&self.dir)
+    }
+
+    /// [`Script::resolve`], with the script looked for in `real`: where
+    /// `dir` really is now (a build that runs in its own mount namespace
+    /// sees its private directory at `dir`, this process does not).
+    fn resolve_in(&self, real: &Path) -> Option<(PathBuf, ConfCommand)> {
         let first = self.program();
         if let Some(o) = &self.overrides {
             if executable(&o.join(first)) {
                 return Some((o.clone(), self.in_dir(o)));
             }
         }
-        executable(&self.dir.join(first)).then(|| (self.dir.clone(), self.in_dir(&self.dir)))
+        executable(&real.join(first)).then(|| (self.dir.clone(), self.in_dir(&self.dir)))
     }
 
     fn not_executable(&self, sink: &dyn Sink) {
@@ -114,8 +121,10 @@ pub fn run(s: &Script, env: &[(String, String)], sink: &dyn Sink) -> Result<Opti
 /// A build script as make.log records it, `cd DIR/ && DIR/script args`
 /// for bash (a manifest's: its argument list and the directory to run it
 /// in); None when it is not executable (the warning goes to `sink`).
-pub fn build_command(s: &Script, sink: &dyn Sink) -> Option<(ConfCommand, Option<PathBuf>)> {
-    match s.resolve() {
+/// `real` is where the build directory `s.dir` really is (see
+/// [`Script::resolve_in`]).
+pub fn build_command(s: &Script, real: &Path, sink: &dyn Sink) -> Option<(ConfCommand, Option<PathBuf>)> {
+    match s.resolve_in(real) {
         Some((dir, ConfCommand::Shell(line))) => {
             Some((ConfCommand::Shell(format!("cd {}/ && {line}", dir.display())), None))
         }
@@ -206,7 +215,7 @@ mod tests {
             overrides: None,
         };
         assert_eq!(
-            build_command(&s, &b).unwrap(),
+            build_command(&s, &src, &b).unwrap(),
             (
                 ConfCommand::Shell(format!(
                     "cd {}/ && {}/script.sh pre_build",
@@ -224,21 +233,42 @@ mod tests {
             overrides: None,
         };
         assert_eq!(
-            build_command(&s, &b).unwrap(),
+            build_command(&s, &src, &b).unwrap(),
             (
                 ConfCommand::Argv(vec![format!("{}/script.sh", src.display()), "a b".into(), ";x".into()]),
                 Some(src.clone())
+            )
+        );
+        // a build in its own mount namespace: the script is found in its
+        // private directory, the command names the directory the build sees
+        let seen = d.path().join("build");
+        let value = ConfCommand::Shell("script.sh pre_build".into());
+        let s = Script {
+            what: "pre_build",
+            value: &value,
+            dir: seen.clone(),
+            overrides: None,
+        };
+        assert_eq!(
+            build_command(&s, &src, &b).unwrap(),
+            (
+                ConfCommand::Shell(format!(
+                    "cd {}/ && {}/script.sh pre_build",
+                    seen.display(),
+                    seen.display()
+                )),
+                None
             )
         );
         let value = ConfCommand::Shell("missing.sh".into());
         let s = Script {
             what: "post_build",
             value: &value,
-            dir: src,
+            dir: src.clone(),
             overrides: None,
         };
         let b = Buffered::default();
-        assert!(build_command(&s, &b).is_none());
+        assert!(build_command(&s, &src, &b).is_none());
         assert!(b.text().contains("not executable"));
     }
 }

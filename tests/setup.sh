@@ -13,7 +13,13 @@
 #   /var/cache/modsync-test/img-K (tests boot them under qemu);
 # - the sources of real Debian *-dkms packages, extracted into
 #   /var/cache/modsync-test/src/<module>-<version>/;
-# - /var/cache/modsync-test/kernels: the two ABIs, space-separated.
+# - /var/cache/modsync-test/kernels: the two ABIs, space-separated;
+# - the newest Debian 6.12 ABI's headers (tests/integration/explain.rs builds
+#   the 6.1-era drivers against them), extracted, not installed (the 6.12
+#   headers package depends on its kernel image) into
+#   /var/cache/modsync-test/hdr-K/ with the common Makefile's include
+#   pointed there; /var/cache/modsync-test/kernel-6.12 names K. It is not
+#   in `kernels`, which the other tests use.
 #
 # Environment: MODSYNC_TEST_KERNELS="K1 K2" picks the kernels;
 # MODSYNC_SETUP_NO_UPDATE=1 skips `apt-get update`.
@@ -23,11 +29,13 @@ set -euo pipefail
 CACHE=/var/cache/modsync-test
 LOG=$CACHE/setup.log
 PREFERRED="6.1.0-54-amd64 6.1.0-56-amd64"
-DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms"
+DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms iptables-netflow-dkms"
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
   debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
-  createrepo-c systemd strace dkms logrotate"
+  createrepo-c systemd strace dkms logrotate iptables"
+# iptables: iptables-netflow's configure needs its binary to reach the check
+# of the libxtables-dev headers, which must stay absent (explain.rs)
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"
@@ -139,7 +147,24 @@ for p in $DKMS_PKGS; do
 done
 echo "setup: dkms sources in $CACHE/src: $(echo $srcs)"
 
-# 6. the acceptance checks' own cache, when they sit beside the repository
+# 6. the newest 6.12 ABI's headers, extracted into their own root.
+k612=$(apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-amd64$' \
+  | awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n 1)
+[ -n "$k612" ] || { echo "setup.sh: no linux-headers-6.12.*+deb12-amd64 in the archive" >&2; exit 1; }
+hdr=$CACHE/hdr-$k612
+if [ ! -f "$hdr/usr/src/linux-headers-$k612/Makefile" ]; then
+  abi=${k612%-amd64}
+  rm -rf "$hdr.tmp" && mkdir -p "$hdr.tmp"
+  for p in "linux-headers-$k612" "linux-headers-$abi-common" "linux-kbuild-$abi"; do
+    dpkg-deb -x "$(download "$p")" "$hdr.tmp"
+  done
+  sed -i "s#^include /usr/src/#include $hdr/usr/src/#" "$hdr.tmp/usr/src/linux-headers-$k612/Makefile"
+  rm -rf "$hdr" && mv "$hdr.tmp" "$hdr"
+fi
+echo "$k612" >"$CACHE/kernel-6.12"
+echo "setup: kernel $k612 headers in $hdr/usr/src (not installed)"
+
+# 7. the acceptance checks' own cache, when they sit beside the repository
 # (tests/integration runs the upstream-suite check, which fills it otherwise)
 acc="$(dirname "$(readlink -f "$0")")/../../shared/acceptance/env.sh"
 if [ -x "$acc" ]; then

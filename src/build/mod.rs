@@ -8,6 +8,7 @@
 //! dkms.conf for this kernel.
 
 mod inputs;
+mod kept;
 pub mod make;
 pub mod makelog;
 mod stage;
@@ -136,15 +137,7 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
     }
     let result = compile_and_stage(env, job, sink);
     if let Err(mut f) = result {
-        // the failure's make.log stays per kernel (m/v/build holds only the last build's)
-        let kept = env.tree.failed_dir(m, v, &k.release, &k.arch);
-        let _ = remove_within(&env.tree.root, &kept);
-        if let Some(log) = &f.log {
-            if std::fs::create_dir_all(&kept).is_ok() && std::fs::copy(log, kept.join("make.log")).is_ok() {
-                let _ = std::fs::write(kept.join("reason"), format!("{}\n{}\n", f.code, f.message));
-                f.log = Some(kept.join("make.log"));
-            }
-        }
+        kept::keep(env, job, &mut f);
         return Err(f);
     }
     let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
@@ -326,7 +319,7 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
             dir: wd.seen.clone(),
             overrides: overrides.clone(),
         };
-        let Some((command, cwd)) = scripts::build_command(&s, sink) else {
+        let Some((command, cwd)) = scripts::build_command(&s, &wd.real, sink) else {
             return Ok(());
         };
         sink.out(&format!("Running the {what} script"));

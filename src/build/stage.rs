@@ -63,7 +63,15 @@ pub fn stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<()> {
             if let Some(s) = job.signer {
                 sink.out(&format!("Signing module {}", wd.seen.join(&rel).display()));
                 if let Err(why) = crate::sign::sign(s, &built) {
-                    sink.warn(&format!("could not sign {}: {why}", wd.seen.join(&rel).display()));
+                    let message = format!("could not sign {}: {why}", wd.seen.join(&rel).display());
+                    let d = crate::diagnose::classify(&crate::diagnose::Facts {
+                        module: m,
+                        version: v,
+                        kernel: &k.release,
+                        message: &message,
+                        ..Default::default()
+                    });
+                    sink.warn(&format!("{message}; the module stays unsigned.\n{}", d.render()));
                 }
             }
             let (from, suffix) = match compress(&built, job.compression, &env.settings.compress) {

@@ -170,7 +170,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
     }
     t.kernels = kernels(
         c,
-        !matches!(cmd, Command::Status { .. } | Command::Log { .. }) && !explicit_kernel,
+        !matches!(cmd, Command::Status { .. } | Command::Explain(_) | Command::Log { .. }) && !explicit_kernel,
     )?;
     if explicit_kernel && t.kernels.iter().any(|(_, a)| a.is_empty()) {
         t.kernels = t
@@ -212,6 +212,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             sink.out(&crate::sign::secureboot::explain(&state, &cert));
             Ok(0)
         }
+        Command::Explain(_) => ops::explain::run(&cx, &t, &sink),
         Command::Hook { .. } => unreachable!("handled before"),
     }
 }

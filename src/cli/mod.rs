@@ -1,6 +1,6 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
-//! actions (`hook`, `cache`, `secureboot`, `log`, `convert`, `status --json`). [`args`] gives
+//! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `convert`, `status --json`). [`args`] gives
 //! the options dkms's meaning; [`dispatch`] hands them to the operations.
 //! No file system or process work happens in the definitions.
 
@@ -181,6 +181,8 @@ pub enum Command {
     },
     /// Explain Secure Boot and the enrolment of the signing key (modsync's own).
     Secureboot,
+    /// Why MODULE[/VERSION] did not build for -k KERNEL (default: every failed build), and what to do (modsync's own).
+    Explain(Targets),
     /// Show what the hooks built, skipped, failed (and why) and removed, with
     /// timestamps, oldest first (modsync's own).
     Log {
@@ -219,6 +221,7 @@ impl Command {
             Command::Convert { .. } => "convert",
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
+            Command::Explain(_) => "explain",
             Command::Log { .. } => "log",
         }
     }
@@ -237,6 +240,7 @@ impl Command {
             | Command::KernelPreinst(t)
             | Command::KernelPostinst(t)
             | Command::KernelPrerm(t)
+            | Command::Explain(t)
             | Command::Status { t, .. }
             | Command::Log { t, .. } => &t.targets,
             _ => &[],
@@ -299,5 +303,7 @@ mod tests {
         assert!(Cli::try_parse_from(["dkms", "--version"]).unwrap().common.version);
         assert!(Cli::try_parse_from(["dkms", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["dkms", "status", "--bogus"]).is_err());
+        let c = Cli::try_parse_from(["modsync", "explain", "vpoll/0.1", "-k", "6.12"]).unwrap();
+        assert_eq!(c.command.as_ref().unwrap().targets(), ["vpoll/0.1"]);
     }
 }

@@ -101,7 +101,7 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
             }
             if v.failures > 0 {
                 sink.err(&format!(
-                    "modsync: {} module build(s) failed (details above; `dkms status` and the make.log paths tell more).{}",
+                    "modsync: {} module build(s) failed (why and what to do: above, and `modsync explain MODULE`).{}",
                     v.failures,
                     if strict { " strict = true: the hook fails." } else { " The package operation goes on; strict = true in /etc/modsync/config.toml makes it fail instead." }
                 ));

@@ -24,6 +24,19 @@ pub struct Distro {
     pub version_id: String,
 }
 
+impl Family {
+    /// The command that installs `package` with this family's package manager.
+    pub fn install_command(self, package: &str) -> String {
+        match self {
+            Family::Debian | Family::Ubuntu => format!("apt install {package}"),
+            Family::Arch => format!("pacman -S {package}"),
+            Family::RedHat => format!("dnf install {package}"),
+            Family::Suse => format!("zypper install {package}"),
+            Family::Gentoo | Family::Other => format!("install {package}"),
+        }
+    }
+}
+
 fn value(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;

@@ -11,6 +11,7 @@ pub mod autoinstall;
 pub mod build;
 pub mod cache;
 pub mod convert;
+pub mod explain;
 pub mod finish;
 pub mod kernel_hooks;
 pub mod log;

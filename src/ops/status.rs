@@ -10,10 +10,12 @@
 //!
 //! in dkms's order (modules, versions, kernels by name), with the
 //! annotations in the wording of the dkms release modsync behaves as. With
-//! `--json`, the same plus the last failed build of each module version.
+//! `--json`, the same plus the last failed build of each module version,
+//! with the diagnosis the build recorded (why, what to do).
 
 use super::Cx;
 use crate::config::settings::Compat;
+use crate::diagnose::{record, Diagnosis};
 use crate::kernel::modinfo;
 use crate::state::{module_file_in, SourceState, Tree};
 use serde::Serialize;
@@ -31,6 +33,9 @@ pub struct Line {
     /// The make.log of a failed build (JSON only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub make_log: Option<PathBuf>,
+    /// Why a failed build failed and what to do (JSON only; recorded by the build).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
 }
 
 impl Line {
@@ -176,6 +181,7 @@ pub fn collect(cx: &Cx, f: &Filter) -> Listing {
             state,
             notes,
             make_log: None,
+            diagnosis: None,
         };
         let builds = cx.tree.built(&m, &v, f.kernel.as_deref(), f.arch.as_deref());
         match cx.tree.source_state(&m, &v, cx.compat()) {
@@ -235,6 +241,7 @@ pub fn failures(cx: &Cx, f: &Filter) -> Vec<Line> {
                 state: "failed",
                 notes: vec![],
                 make_log: Some(base.join(&ka).join("make.log")),
+                diagnosis: record::read(&base.join(&ka)),
             });
         }
     }
@@ -320,6 +327,7 @@ mod tests {
                 "Differences between built and installed modules",
             ],
             make_log: None,
+            diagnosis: None,
         };
         assert_eq!(l.render(), "foo/1.0, 6.1.0-56-amd64, x86_64: installed (Original modules exist) (Differences between built and installed modules)");
         l.kernel = None;

@@ -1,6 +1,7 @@
 //! modsync's integration tests, in one binary: dkms's own test suites run
 //! against modsync ([`upstream`]), the engine against real kernel headers
-//! and real Debian `*-dkms` sources ([`engine`]), input that must be refused
+//! and real Debian `*-dkms` sources ([`engine`]), failed builds that say
+//! why and what to do ([`explain`]), input that must be refused
 //! with the tree left as it was ([`hostile`]), each config.toml setting
 //! ([`settings`]), in-kernel modules of the same name ([`original`]),
 //! modules loaded by the real kernel under qemu ([`qemu`]), and the
@@ -14,6 +15,7 @@
 mod apt;
 mod dnf;
 mod engine;
+mod explain;
 mod history;
 mod hostile;
 mod manifest;
