@@ -2,9 +2,10 @@
 //! converted (`modsync convert -o`), the dkms.conf removed, and the module
 //! added and installed from the manifest alone in one world, from its
 //! dkms.conf in another; both must install the same files with the same
-//! modinfo. Then the injection probe: shell syntax in a manifest's values
-//! is passed literally or refused, and no marker file ever appears; a
-//! dkms.conf beside the manifest is not even sourced.
+//! modinfo, and remove takes them out again. Then the injection probe:
+//! shell syntax in a manifest's values is passed literally or refused, and
+//! no marker file ever appears; a dkms.conf beside the manifest is not even
+//! sourced.
 
 use crate::support::{dkms_source, modinfo, require_root, run_ok, test_kernels, version_of, World, ARCH};
 use std::collections::BTreeMap;
@@ -94,6 +95,15 @@ fn converted_manifests_install_what_the_dkms_conf_installs() {
         .join(version_of(&dkms_source("ddcci"), "ddcci"));
     assert!(fs::read_link(link.join("source")).is_ok());
     assert!(fs::read_link(from_manifest.p("dkms/ddcci").join(format!("kernel-{k}-{ARCH}"))).is_ok());
+    // remove reads the manifest too, and takes the modules out
+    let dv = version_of(&dkms_source("ddcci"), "ddcci");
+    from_manifest.ok(&["remove", &format!("ddcci/{dv}"), "--all"]);
+    assert!(
+        from_manifest.installed_ko(&k, "ddcci").is_none()
+            && from_manifest.installed_ko(&k, "ddcci-backlight").is_none()
+    );
+    assert!(!from_manifest.p("dkms/ddcci").exists());
+    assert!(from_manifest.installed_ko(&k, "vpoll").is_some(), "the others stay");
 }
 
 /// A one-file module `name/1.0` whose source holds `manifest`, a script
