@@ -118,12 +118,13 @@ pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
     }
     let code = match cmd.status() {
         Ok(status) => crate::sys::cmd::code_of(status),
-        // what a shell reports for a program it cannot run, in the log
+        // an argument list's program that cannot run: what a shell would report, in the log
         Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ) =>
+            if matches!(step.command, ConfCommand::Argv(_))
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
         {
             makelog::append(log, &format!("{shown}: {e}\n"))?;
             if e.kind() == std::io::ErrorKind::NotFound {
