@@ -42,11 +42,12 @@ fn exclusive_problems(what: &str, x: &Exclusive, errors: &mut Vec<String>) {
     }
 }
 
-/// A relative path of plain names, e.g. `fixes/a.patch` or `driver`.
+/// A relative path of plain names, e.g. `fixes/a.patch` or `./driver/`
+/// (`.` and empty components aside).
 fn relative_path_problem(what: &str, p: &str) -> Option<String> {
     let bad = p.starts_with('/')
-        || p.trim_end_matches('/')
-            .split('/')
+        || p.split('/')
+            .filter(|part| !part.is_empty() && *part != ".")
             .any(|part| names::problem(Kind::Module, part).is_some());
     bad.then(|| {
         format!("{what} {p:?} must be a relative path of plain names (letters, digits and . _ + - ~ : @; no '..')")
@@ -104,6 +105,9 @@ pub fn problems(m: &Manifest) -> Vec<String> {
         errors.extend(names::problem(Kind::Module, d).map(|p| format!("build_depends: {p}")));
     }
     for (i, p) in m.patches.iter().enumerate() {
+        if p.file.trim_matches(['.', '/']).is_empty() {
+            errors.push(format!("patch[{i}].file is empty; name a file in patches/"));
+        }
         errors.extend(relative_path_problem(&format!("patch[{i}].file"), &p.file));
         errors.extend(regex_problem(&format!("patch[{i}].kernel"), &p.kernel));
     }
@@ -403,6 +407,21 @@ mod tests {
             assert!(!e.usable(), "{body} accepted");
             assert!(e.errors.iter().any(|x| x.starts_with(key)), "{key}: {:?}", e.errors);
         }
+    }
+
+    #[test]
+    fn relative_paths_may_use_dot_components() {
+        let e = eval(&format!(
+            "{BASE}[[patch]]\nfile = \"./fixes/a.patch\"\n[[module]]\nname = \"a\"\nbuilt_location = \"./driver/\"\n"
+        ));
+        assert!(e.usable(), "{:?}", e.errors);
+        assert_eq!(e.conf.modules[0].built_location, "./driver/");
+        let e = eval(&format!("{BASE}[[patch]]\nfile = \"./\"\n[[module]]\nname = \"a\"\n"));
+        assert!(
+            e.errors.iter().any(|x| x.contains("patch[0].file is empty")),
+            "{:?}",
+            e.errors
+        );
     }
 
     #[test]
