@@ -2,6 +2,7 @@
 //! rewrites it, the KCFLAGS that skip debug information strip would
 //! discard, and the compiler variables dkms exports for a kernel.
 
+use crate::config::command::Command as ConfCommand;
 use crate::config::directives::ModuleConf;
 use crate::config::settings::Jobs;
 use crate::kernel::Kernel;
@@ -9,15 +10,29 @@ use std::process::Command;
 
 /// The make command as dkms runs it: a leading `make` becomes
 /// `make -jN KERNELRELEASE=K` (`-j` alone for unlimited); with a shared
-/// jobserver the `-jN` is left out so that make takes its tokens. Pure.
-pub fn make_command(conf_command: &str, release: &str, jobs: Jobs) -> String {
-    match conf_command.strip_prefix("make") {
-        Some(rest) => match jobs {
-            Jobs::Explicit(0) => format!("make -j KERNELRELEASE={release}{rest}"),
-            Jobs::Explicit(n) => format!("make -j{n} KERNELRELEASE={release}{rest}"),
-            Jobs::Budget(_) => format!("make KERNELRELEASE={release}{rest}"),
-        },
-        None => conf_command.to_string(),
+/// jobserver the `-jN` is left out so that make takes its tokens. A
+/// manifest's argument list whose program is `make` gets the same
+/// arguments after it. Pure.
+pub fn make_command(conf_command: &ConfCommand, release: &str, jobs: Jobs) -> ConfCommand {
+    let added: Vec<String> = match jobs {
+        Jobs::Explicit(0) => vec!["-j".into(), format!("KERNELRELEASE={release}")],
+        Jobs::Explicit(n) => vec![format!("-j{n}"), format!("KERNELRELEASE={release}")],
+        Jobs::Budget(_) => vec![format!("KERNELRELEASE={release}")],
+    };
+    match conf_command {
+        ConfCommand::Shell(line) => ConfCommand::Shell(match line.strip_prefix("make") {
+            Some(rest) => format!("make {}{rest}", added.join(" ")),
+            None => line.clone(),
+        }),
+        ConfCommand::Argv(words) if words.first().is_some_and(|p| p == "make") => ConfCommand::Argv(
+            words[..1]
+                .iter()
+                .cloned()
+                .chain(added)
+                .chain(words[1..].iter().cloned())
+                .collect(),
+        ),
+        ConfCommand::Argv(words) => ConfCommand::Argv(words.clone()),
     }
 }
 
@@ -111,25 +126,47 @@ mod tests {
         .conf
     }
 
+    fn shell(line: &str, jobs: Jobs) -> String {
+        match make_command(&ConfCommand::Shell(line.into()), "6.1", jobs) {
+            ConfCommand::Shell(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn make_is_rewritten_as_dkms_does() {
         assert_eq!(
-            make_command("make -C /k M=/b", "6.1", Jobs::Explicit(1)),
+            shell("make -C /k M=/b", Jobs::Explicit(1)),
             "make -j1 KERNELRELEASE=6.1 -C /k M=/b"
         );
         assert_eq!(
-            make_command("make -C /k M=/b", "6.1", Jobs::Explicit(0)),
+            shell("make -C /k M=/b", Jobs::Explicit(0)),
             "make -j KERNELRELEASE=6.1 -C /k M=/b"
         );
+        assert_eq!(shell("make all", Jobs::Budget(4)), "make KERNELRELEASE=6.1 all");
+        assert_eq!(shell("./build.sh", Jobs::Explicit(2)), "./build.sh");
         assert_eq!(
-            make_command("make all", "6.1", Jobs::Budget(4)),
-            "make KERNELRELEASE=6.1 all"
-        );
-        assert_eq!(make_command("./build.sh", "6.1", Jobs::Explicit(2)), "./build.sh");
-        assert_eq!(
-            make_command("makefoo", "6.1", Jobs::Explicit(2)),
+            shell("makefoo", Jobs::Explicit(2)),
             "make -j2 KERNELRELEASE=6.1foo",
             "a prefix, as in dkms"
+        );
+    }
+
+    #[test]
+    fn an_argv_make_gets_the_same_arguments() {
+        let argv = |w: &[&str]| ConfCommand::Argv(w.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            make_command(&argv(&["make", "-C", "/k"]), "6.1", Jobs::Explicit(2)),
+            argv(&["make", "-j2", "KERNELRELEASE=6.1", "-C", "/k"])
+        );
+        assert_eq!(
+            make_command(&argv(&["make"]), "6.1", Jobs::Budget(2)),
+            argv(&["make", "KERNELRELEASE=6.1"])
+        );
+        assert_eq!(
+            make_command(&argv(&["makefoo", "x"]), "6.1", Jobs::Explicit(2)),
+            argv(&["makefoo", "x"]),
+            "only the program make"
         );
     }
 

@@ -15,6 +15,7 @@ mod stage;
 pub mod workdir;
 
 use crate::cache::Cache;
+use crate::config::command::Command as ConfCommand;
 use crate::config::directives::ModuleConf;
 use crate::config::settings::{Jobs, Settings};
 use crate::error::code;
@@ -233,10 +234,26 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
                 p.display().to_string().replace('\'', "'\\''")
             )
         });
-    let run = |log: &mut std::fs::File, description: &str, command: &str| -> Result<i32, Failed> {
-        let full = match &prelude {
-            Some(p) => format!("{p}{command}"),
-            None => command.to_string(),
+    let run = |log: &mut std::fs::File,
+               description: &str,
+               command: &ConfCommand,
+               cwd: Option<&Path>|
+     -> Result<i32, Failed> {
+        // an argument list stays one: bash execs it as "$@" after the prelude
+        let full = match (&prelude, command) {
+            (Some(p), ConfCommand::Shell(line)) => ConfCommand::Shell(format!("{p}{line}")),
+            (Some(p), ConfCommand::Argv(words)) => ConfCommand::Argv(
+                [
+                    "bash".to_string(),
+                    "-c".into(),
+                    format!("{p}exec \"$@\""),
+                    "modsync".into(),
+                ]
+                .into_iter()
+                .chain(words.iter().cloned())
+                .collect(),
+            ),
+            (None, c) => c.clone(),
         };
         let jobserver = if matches!(env.settings.jobs, Jobs::Budget(0)) {
             None
@@ -248,6 +265,7 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
             &Step {
                 description,
                 command: &full,
+                cwd,
                 env: &vars,
                 jobserver,
             },
@@ -275,7 +293,8 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
         let c = run(
             &mut log,
             &format!("Applying patch {p}"),
-            &format!("patch -p1 < ./patches/{p}"),
+            &ConfCommand::Shell(format!("patch -p1 < ./patches/{p}")),
+            None,
         )?;
         if c != 0 {
             return Err(with_log(
@@ -292,7 +311,7 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
         .compat
         .etc_overrides()
         .then(|| env.settings.etc_dkms().join(m));
-    let build_script = |log: &mut std::fs::File, what: &str, value: &Option<String>| -> Result<(), Failed> {
+    let build_script = |log: &mut std::fs::File, what: &str, value: &Option<ConfCommand>| -> Result<(), Failed> {
         let Some(value) = value else { return Ok(()) };
         let s = Script {
             what,
@@ -300,11 +319,11 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
             dir: wd.seen.clone(),
             overrides: overrides.clone(),
         };
-        let Some(command) = scripts::build_command(&s, &wd.real, sink) else {
+        let Some((command, cwd)) = scripts::build_command(&s, &wd.real, sink) else {
             return Ok(());
         };
         sink.out(&format!("Running the {what} script"));
-        let c = run(log, &format!("Running the {what} script"), &command)?;
+        let c = run(log, &format!("Running the {what} script"), &command, cwd.as_deref())?;
         if c != 0 && env.settings.compat.build_scripts_can_fail() {
             return Err(with_log(
                 c,
@@ -322,7 +341,7 @@ fn compile_and_stage(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Fai
     build_script(&mut log, "pre_build", &job.conf.pre_build)?;
     let make = make_command(&job.conf.make_command, &k.release, env.settings.jobs);
     sink.out(&format!("Building {m}/{v} for kernel {}", k.label()));
-    let c = run(&mut log, "Building module(s)", &make)?;
+    let c = run(&mut log, "Building module(s)", &make, None)?;
     if c != 0 {
         return Err(with_log(
             code::MAKE_FAILED,

@@ -3,8 +3,11 @@
 //! directory at that path. When two builds of one module version run at
 //! once, each has a private directory, and its steps run in a private mount
 //! namespace in which that directory is bind-mounted at the shared path.
+//! A step is a bash command line (dkms.conf) or an argument list
+//! (modsync.toml), which is executed without a shell.
 
 use super::makelog;
+use crate::config::command::Command as ConfCommand;
 use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::fs::File;
@@ -33,8 +36,10 @@ impl Workdir {
 /// One logged step of a build.
 pub struct Step<'a> {
     pub description: &'a str,
-    /// Run by bash.
-    pub command: &'a str,
+    /// A line run by bash, or an argument list executed as it is.
+    pub command: &'a ConfCommand,
+    /// Where the command runs (the work directory when None).
+    pub cwd: Option<&'a Path>,
     pub env: &'a [(String, String)],
     pub jobserver: Option<&'a jobserver::Client>,
 }
@@ -46,10 +51,24 @@ fn cstr(p: &Path) -> Result<CString> {
 /// Runs the step in the work directory, its output appended to `log` in a
 /// make.log section; returns the command's exit code.
 pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
-    makelog::append(log, &makelog::section_start(step.description, step.command))?;
+    let shown = step.command.to_string();
+    makelog::append(log, &makelog::section_start(step.description, &shown))?;
     let start = Instant::now();
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(step.command);
+    let mut cmd = match step.command {
+        ConfCommand::Shell(line) => {
+            let mut c = Command::new("bash");
+            c.arg("-c").arg(line);
+            c
+        }
+        ConfCommand::Argv(words) => {
+            let Some((program, args)) = words.split_first() else {
+                anyhow::bail!("{}: the command is an empty list", step.description);
+            };
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+    };
     for v in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS"] {
         cmd.env_remove(v);
     }
@@ -63,7 +82,7 @@ pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
         }
         js.configure_make(&mut cmd);
     }
-    let cwd = cstr(&wd.seen)?;
+    let cwd = cstr(step.cwd.unwrap_or(&wd.seen))?;
     if wd.isolated() {
         let src = cstr(&wd.real)?;
         let dst = cstr(&wd.seen)?;
@@ -97,8 +116,25 @@ pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
             });
         }
     }
-    let status = cmd.status().with_context(|| format!("running `{}`", step.command))?;
-    let code = crate::sys::cmd::code_of(status);
+    let code = match cmd.status() {
+        Ok(status) => crate::sys::cmd::code_of(status),
+        // an argument list's program that cannot run: what a shell would report, in the log
+        Err(e)
+            if matches!(step.command, ConfCommand::Argv(_))
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+        {
+            makelog::append(log, &format!("{shown}: {e}\n"))?;
+            if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            }
+        }
+        Err(e) => return Err(e).with_context(|| format!("running `{shown}`")),
+    };
     makelog::append(log, &makelog::section_end(code, start.elapsed()))?;
     Ok(code)
 }
@@ -168,9 +204,11 @@ mod tests {
         let logp = d.path().join("make.log");
         let mut log = makelog::create(&logp, "head\n").unwrap();
         let env = vec![("kernelver".to_string(), "9.9".to_string())];
+        let command = ConfCommand::Shell("echo k=$kernelver; pwd; exit 3".into());
         let step = Step {
             description: "Building module(s)",
-            command: "echo k=$kernelver; pwd; exit 3",
+            command: &command,
+            cwd: None,
             env: &env,
             jobserver: None,
         };
@@ -191,6 +229,38 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_argument_list_runs_without_a_shell() {
+        let d = tempfile::tempdir().unwrap();
+        let wd = Workdir {
+            real: d.path().to_path_buf(),
+            seen: d.path().to_path_buf(),
+        };
+        let logp = d.path().join("make.log");
+        let mut log = makelog::create(&logp, "").unwrap();
+        let command = ConfCommand::Argv(vec!["echo".into(), "$(touch MARKER);".into(), "a b".into()]);
+        let step = Step {
+            description: "Building module(s)",
+            command: &command,
+            cwd: None,
+            env: &[],
+            jobserver: None,
+        };
+        assert_eq!(run(&wd, &step, &mut log).unwrap(), 0);
+        let text = std::fs::read_to_string(&logp).unwrap();
+        assert!(
+            text.contains("# command: echo '$(touch MARKER);' 'a b'\n$(touch MARKER); a b\n"),
+            "{text}"
+        );
+        assert!(!d.path().join("MARKER").exists());
+        let missing = ConfCommand::Argv(vec!["./no-such-program".into()]);
+        let step = Step {
+            command: &missing,
+            ..step
+        };
+        assert_eq!(run(&wd, &step, &mut log).unwrap(), 127, "as a shell reports it");
     }
 
     #[test]
@@ -216,9 +286,11 @@ mod tests {
             seen: seen.clone(),
         };
         let mut log = makelog::create(&d.path().join("log"), "").unwrap();
+        let command = ConfCommand::Shell("cat mine > out".into());
         let step = Step {
             description: "t",
-            command: "cat mine > out",
+            command: &command,
+            cwd: None,
             env: &[],
             jobserver: None,
         };

@@ -1,10 +1,11 @@
 //! dkms's meaning of the command line: a positional argument is a source
-//! directory, a dkms.conf, a tarball or MODULE/VERSION; `-k KERNEL/ARCH`
+//! directory, a dkms.conf (or modsync.toml), a tarball or MODULE/VERSION; `-k KERNEL/ARCH`
 //! and `-a ARCH` pair up as dkms pairs them (one arch applies to every
 //! kernel, more must match the kernels one to one); the running kernel is
 //! the default; names that become paths are checked here, once.
 
 use super::Common;
+use crate::config::manifest::{config_in, FILE_NAME as MANIFEST};
 use crate::error::{code, fail};
 use crate::ops::Target;
 use crate::sys::names::{self, Kind};
@@ -55,14 +56,14 @@ pub fn target(c: &Common, positionals: &[String]) -> Result<(Target, Option<Path
                 code::BROKEN,
                 format!("only one action at a time: `{p}` is a second one"),
             ));
-        } else if path.is_file() && p.ends_with("dkms.conf") {
+        } else if path.is_file() && (p.ends_with("dkms.conf") || p.ends_with(MANIFEST)) {
             t.source_dir = Some(
                 path.parent()
                     .filter(|d| !d.as_os_str().is_empty())
                     .unwrap_or(Path::new("."))
                     .to_path_buf(),
             );
-        } else if path.is_dir() && path.join("dkms.conf").is_file() {
+        } else if path.is_dir() && config_in(path).is_file() {
             t.source_dir = Some(path.to_path_buf());
         } else if path.is_file() {
             archive = Some(path.to_path_buf());
@@ -195,6 +196,14 @@ mod tests {
         );
         let t = arg("foo/1.0");
         assert_eq!((t.module.as_deref(), t.version.as_deref()), (Some("foo"), Some("1.0")));
+        let m = tempfile::tempdir().unwrap();
+        std::fs::write(m.path().join(MANIFEST), "").unwrap();
+        assert_eq!(arg(m.path().to_str().unwrap()).source_dir.as_deref(), Some(m.path()));
+        assert_eq!(
+            arg(m.path().join(MANIFEST).to_str().unwrap()).source_dir.as_deref(),
+            Some(m.path()),
+            "a manifest-only source directory"
+        );
         let t = arg("/no/such/dir");
         assert_eq!(
             (t.module.as_deref(), t.version.as_deref()),

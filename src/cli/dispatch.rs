@@ -214,6 +214,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
         Command::Match(_) => ops::matching::run(&cx, &t, &sink),
         Command::GenerateMok(_) => generate_mok(&cx, &sink),
         Command::Cache { action } => ops::cache::run(&cx, action == "clear", &sink),
+        Command::Convert { dir, write } => ops::convert::run(&cx, dir, &t.kernels, *write, &sink),
         Command::Log {
             failed, lines, json, ..
         } => ops::log::run(&cx, &t, *failed, *lines, *json, &sink),

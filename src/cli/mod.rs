@@ -1,9 +1,10 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
-//! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `status --json`,
-//! `boot`, `autoinstaller`, and the hidden `generate-docs`). [`args`] gives the
-//! options dkms's meaning; [`dispatch`] hands them to the operations;
-//! [`manual`] renders the man pages and completions from these definitions.
+//! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `convert`,
+//! `status --json`, `boot`, `autoinstaller`, and the hidden `generate-docs`).
+//! [`args`] gives the options dkms's meaning; [`dispatch`] hands them to the
+//! operations; [`manual`] renders the man pages and completions from these
+//! definitions.
 //! No file system or process work happens in the definitions.
 
 pub mod args;
@@ -173,6 +174,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write a modsync.toml manifest from DIR's dkms.conf as evaluated for
+    /// -k KERNEL, naming what could not be carried over (modsync's own).
+    Convert {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Write DIR/modsync.toml instead of printing the manifest.
+        #[arg(short = 'o', long = "write")]
+        write: bool,
+    },
     /// Show or clear the build cache (modsync's own).
     Cache {
         #[arg(value_parser = ["show", "clear"], default_value = "show")]
@@ -241,6 +251,7 @@ impl Command {
             Command::KernelPostinst(_) => "kernel_postinst",
             Command::KernelPrerm(_) => "kernel_prerm",
             Command::Hook { .. } => "hook",
+            Command::Convert { .. } => "convert",
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
             Command::Explain(_) => "explain",
@@ -323,6 +334,8 @@ mod tests {
         ])
         .is_ok());
         assert!(Cli::try_parse_from(["dkms", "kernel_prerm", "-k", "6.1"]).is_ok());
+        let c = Cli::try_parse_from(["modsync", "convert", "/usr/src/foo-1", "-k", "6.1", "-o"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Convert { write: true, .. })));
         assert!(Cli::try_parse_from(["dkms", "--version"]).unwrap().common.version);
         let c = Cli::try_parse_from(["modsync", "boot", "-k", "6.1", "--no-load"]).unwrap();
         assert!(matches!(c.command, Some(Command::Boot { no_load: true })));

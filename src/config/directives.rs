@@ -6,6 +6,7 @@
 //! plus checks of our own: every name that becomes a path is a plain name.
 //! Pure: the kernel facts it needs are passed in.
 
+use super::command::Command;
 use super::exclusive::{regex_match, Exclusive};
 use super::records;
 pub use super::records::ModuleSpec;
@@ -14,22 +15,22 @@ use crate::kernel::kconfig::KConfig;
 use crate::sys::names::{self, Kind};
 
 /// Everything the engine needs from a dkms.conf, for one kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleConf {
     pub package_name: String,
     pub package_version: String,
     pub modules: Vec<ModuleSpec>,
     /// The build command chosen for this kernel, before dkms's `make`
     /// prefix rewrite (see [`crate::build`]).
-    pub make_command: String,
+    pub make_command: Command,
     /// Patches (relative to `patches/`) that apply to this kernel, in order.
     pub patches: Vec<String>,
-    pub pre_build: Option<String>,
-    pub post_build: Option<String>,
-    pub post_add: Option<String>,
-    pub pre_install: Option<String>,
-    pub post_install: Option<String>,
-    pub post_remove: Option<String>,
+    pub pre_build: Option<Command>,
+    pub post_build: Option<Command>,
+    pub post_add: Option<Command>,
+    pub pre_install: Option<Command>,
+    pub post_install: Option<Command>,
+    pub post_remove: Option<Command>,
     pub autoinstall: bool,
     pub build_depends: Vec<String>,
     pub build_depends_rebuild: bool,
@@ -56,7 +57,7 @@ impl ModuleConf {
 /// The result of reading: the value plus what dkms would print, split the
 /// way dkms splits its checks (`read_conf` for every verb, the strict ones
 /// only for add, build and install).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Evaluated {
     pub conf: ModuleConf,
     /// Problems that make the file unusable for any verb.
@@ -128,6 +129,10 @@ fn count(raw: &Raw, name: &str) -> usize {
 
 fn opt(raw: &Raw, name: &str) -> Option<String> {
     raw.scalar(name).map(str::to_string)
+}
+
+fn script(raw: &Raw, name: &str) -> Option<Command> {
+    opt(raw, name).map(Command::Shell)
 }
 
 /// Builds the value from the evaluated arrays.
@@ -289,14 +294,14 @@ pub fn evaluate(raw: &Raw, c: &Context) -> Evaluated {
             package_name,
             package_version,
             modules,
-            make_command,
+            make_command: Command::Shell(make_command),
             patches,
-            pre_build: opt(raw, "PRE_BUILD"),
-            post_build: opt(raw, "POST_BUILD"),
-            post_add: opt(raw, "POST_ADD"),
-            pre_install: opt(raw, "PRE_INSTALL"),
-            post_install: opt(raw, "POST_INSTALL"),
-            post_remove: opt(raw, "POST_REMOVE"),
+            pre_build: script(raw, "PRE_BUILD"),
+            post_build: script(raw, "POST_BUILD"),
+            post_add: script(raw, "POST_ADD"),
+            pre_install: script(raw, "PRE_INSTALL"),
+            post_install: script(raw, "POST_INSTALL"),
+            post_remove: script(raw, "POST_REMOVE"),
             autoinstall,
             build_depends,
             build_depends_rebuild,
@@ -401,7 +406,7 @@ mod tests {
         assert!(m.strip && m.buildable() && !e.conf.build_exclude && !e.conf.autoinstall);
         assert_eq!(
             e.conf.make_command,
-            "make -C /lib/modules/6.1.0-56-amd64/build M=/var/lib/dkms/foo/1.0/build"
+            Command::Shell("make -C /lib/modules/6.1.0-56-amd64/build M=/var/lib/dkms/foo/1.0/build".into())
         );
     }
 
@@ -482,9 +487,9 @@ mod tests {
             ("MAKE", 2, "make two"),
             ("MAKE_MATCH", 2, "^5\\."),
         ]);
-        assert_eq!(e.conf.make_command, "make one");
+        assert_eq!(e.conf.make_command, Command::Shell("make one".into()));
         let e = with(&[("MAKE", 0, "make x"), ("MAKE_MATCH", 0, "^9")]);
-        assert!(e.conf.make_command.starts_with("make -C "));
+        assert!(e.conf.make_command.to_string().starts_with("make -C "));
         let e = with(&[
             ("PATCH", 0, "a.patch"),
             ("PATCH", 1, "b.patch"),
@@ -494,7 +499,11 @@ mod tests {
         assert_eq!(e.conf.patches, vec!["a.patch", "c.patch"]);
         let mut c = ctx();
         c.clang = true;
-        assert!(evaluate(&raw(&base()), &c).conf.make_command.ends_with(" LLVM=1"));
+        assert!(evaluate(&raw(&base()), &c)
+            .conf
+            .make_command
+            .to_string()
+            .ends_with(" LLVM=1"));
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub fn common_postinst(cx: &Cx, name: &str, args: &[String], sink: &dyn Sink) ->
         return Ok(Verdict::default());
     }
     let dir = cx.tree.default_source(name, version);
-    if !dir.join("dkms.conf").is_file() {
+    if !crate::config::manifest::config_in(&dir).is_file() {
         return Err(fail(
             code::USAGE,
             format!("{} holds no dkms.conf; is the {name} package complete?", dir.display()),

@@ -9,7 +9,7 @@
 //!   (`/usr/src/kernels/6.1.0-56-amd64`, `/lib/modules/6.1.0-56-amd64/config`).
 //!
 //! The rules, applied to each path after dropping a leading `/`:
-//! - `usr/src/<name>-<version>/dkms.conf` names a module; the directory is
+//! - `usr/src/<name>-<version>/dkms.conf` (or `modsync.toml`) names a module; the directory is
 //!   split at its **last** `-`, so `1.12.0+dfsg` stays a version and
 //!   `nvidia-fs-2.17` is `nvidia-fs` / `2.17`;
 //! - `(usr/)lib/modules/K/build[/...]` and `usr/src/kernels/K[/...]` are the
@@ -103,7 +103,7 @@ fn classify(path: &str) -> Option<Hit<'_>> {
     let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     match parts.as_slice() {
         ["usr", "src", "kernels", k, ..] => valid_release(k).map(Hit::Headers),
-        ["usr", "src", dir, "dkms.conf"] => {
+        ["usr", "src", dir, "dkms.conf" | "modsync.toml"] => {
             let (name, version) = dir.rsplit_once('-')?;
             (names::valid(Kind::Module, name) && names::valid(Kind::Version, version))
                 .then_some(Hit::Module(name, version))
@@ -188,6 +188,7 @@ mod tests {
             "usr/src/v4l2loopback-0.12.7/dkms.conf",
             "usr/src/xtables-addons-3.23+dfsg/dkms.conf",
             "usr/src/acpi-call-1.2.2~git20220930/dkms.conf",
+            "usr/src/shellfree-2.0/modsync.toml",
         ]);
         assert_eq!(
             t.modules,
@@ -197,6 +198,7 @@ mod tests {
                 ("v4l2loopback", "0.12.7"),
                 ("xtables-addons", "3.23+dfsg"),
                 ("acpi-call", "1.2.2~git20220930"),
+                ("shellfree", "2.0"),
             ])
         );
         assert!(t.kernels.is_empty() && t.headers.is_empty());

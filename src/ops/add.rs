@@ -1,11 +1,13 @@
 //! `add`: registers a module version (`m/v/source -> $source_tree/m-v`),
 //! named as m/v or given as a source directory (or its dkms.conf), which is
-//! first copied to `$source_tree/m-v` as dkms does; the dkms.conf is checked
-//! strictly before anything is registered; POST_ADD runs last. With
+//! first copied to `$source_tree/m-v` as dkms does; the dkms.conf (or the
+//! modsync.toml, which wins when both are there) is checked strictly before
+//! anything is registered; POST_ADD runs last. With
 //! `--rpm_safe_upgrade` a note lets the `remove` of the same RPM upgrade
 //! transaction be skipped.
 
 use super::{require_root, Cx, Target};
+use crate::config::manifest::{config_in, is_manifest, FILE_NAME as MANIFEST};
 use crate::error::{code, fail};
 use crate::scripts::{self, Script};
 use crate::state::SourceState;
@@ -76,22 +78,22 @@ pub fn take_rpm_lock(cx: &Cx, m: &str, v: &str) -> bool {
 }
 
 /// Copies a source directory to `$source_tree/m-v` (dkms's add_source_tree);
-/// returns the module and version its dkms.conf names.
+/// returns the module and version its dkms.conf (or modsync.toml) names.
 fn add_source_tree(cx: &Cx, dir: &Path, kernel: &(String, String), sink: &dyn Sink) -> Result<(String, String)> {
     let from = std::fs::canonicalize(dir)
         .ok()
-        .filter(|f| f.join("dkms.conf").is_file())
+        .filter(|f| config_in(f).is_file())
         .ok_or_else(|| {
             fail(
                 code::NO_DKMS_CONF,
                 format!(
-                    "{} holds no dkms.conf; give the directory of a module's source",
+                    "{} holds no dkms.conf (nor {MANIFEST}); give the directory of a module's source",
                     dir.display()
                 ),
             )
         })?;
     require_root()?;
-    let conf = from.join("dkms.conf");
+    let conf = config_in(&from);
     let k = cx.kernel(&kernel.0, &kernel.1);
     let e = cx.evaluate(&conf, "", "", &k, false, sink)?;
     if !e.usable() {
@@ -145,7 +147,13 @@ pub fn add(cx: &Cx, t: &Target, sink: &dyn Sink) -> Result<(String, String)> {
             ),
         ));
     }
-    let conf = cx.opts.conf.clone().unwrap_or_else(|| source.join("dkms.conf"));
+    let conf = cx.opts.conf.clone().unwrap_or_else(|| config_in(&source));
+    if cx.opts.conf.is_none() && is_manifest(&conf) && source.join("dkms.conf").is_file() {
+        sink.err(&format!(
+            "Note: {} holds both {MANIFEST} and dkms.conf; modsync uses {MANIFEST} (dkms itself reads dkms.conf)",
+            source.display()
+        ));
+    }
     let k = cx.kernel(&kernel.0, &kernel.1);
     let e = cx.evaluate(&conf, &m, &v, &k, true, sink)?;
     if !e.usable_strictly() {

@@ -166,7 +166,7 @@ pub fn after_installs(cx: &Cx, record: &Record, sink: &dyn Sink) -> i32 {
             ));
             let Ok(src) = source_of(cx, &m, &v) else { continue };
             let Ok(e) = cx.evaluate(
-                &cx.tree.source_link(&m, &v).join("dkms.conf"),
+                &crate::config::manifest::config_in(&cx.tree.source_link(&m, &v)),
                 &m,
                 &v,
                 &kernel,

@@ -12,11 +12,13 @@ pub mod autoinstaller;
 pub mod boot;
 pub mod build;
 pub mod cache;
+pub mod convert;
 pub mod explain;
 pub mod finish;
 pub mod generate_docs;
 pub mod kernel_hooks;
 pub mod log;
+pub mod manifest;
 pub mod matching;
 pub mod recover;
 pub mod remove;
@@ -140,18 +142,19 @@ impl Cx {
         vars
     }
 
-    /// The dkms.conf of m/v: `-c`, else `m/v/source/dkms.conf`.
+    /// The configuration of m/v: `-c`, else `m/v/source/modsync.toml` when
+    /// the module ships one, else `m/v/source/dkms.conf`.
     pub fn conf_path(&self, m: &str, v: &str) -> PathBuf {
         self.opts
             .conf
             .clone()
-            .unwrap_or_else(|| self.tree.source_link(m, v).join("dkms.conf"))
+            .unwrap_or_else(|| crate::config::manifest::config_in(&self.tree.source_link(m, v)))
     }
 
     /// Reads the dkms.conf at `conf` for m/v and the kernel, once; bash's
     /// messages go to `sink`. With `strict` (add, build, install) the
     /// warnings dkms prints for those are printed too. A missing file is
-    /// dkms's exit 4.
+    /// dkms's exit 4. A modsync.toml is parsed, never run ([`manifest`]).
     pub fn evaluate(
         &self,
         conf: &Path,
@@ -169,6 +172,15 @@ impl Cx {
                     conf.display()
                 ),
             });
+        }
+        if crate::config::manifest::is_manifest(conf) {
+            if !self.opts.directives.is_empty() {
+                sink.warn(&format!(
+                    "--directive sets dkms.conf values; {} is a manifest, so it has no effect",
+                    conf.display()
+                ));
+            }
+            return self.evaluate_manifest(conf, m, v, k);
         }
         let r = self.read_for(m, v, k);
         let sourced =
@@ -224,8 +236,13 @@ impl Cx {
         if strict {
             lines.extend(e.strict_errors.iter().map(|x| format!("{}: {x}", conf.display())));
         }
+        let kind = if crate::config::manifest::is_manifest(conf) {
+            crate::config::manifest::FILE_NAME
+        } else {
+            "dkms.conf"
+        };
         lines.push(format!(
-            "{} is not a valid dkms.conf; fix the lines above.",
+            "{} is not a valid {kind}; fix the lines above.",
             conf.display()
         ));
         Failure {

@@ -8,8 +8,9 @@
 //! package-manager hooks run by the real apt/dpkg ([`apt`]), pacman
 //! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), the history of
 //! hook runs with `modsync log` ([`history`]), failures explained
-//! ([`explain`]), and the boot-time safety net and dkms's autoinstaller
-//! path ([`boot`]). Shared helpers
+//! ([`explain`]), the boot-time safety net and dkms's autoinstaller path
+//! ([`boot`]), and modsync.toml manifests converted from real dkms.conf
+//! files ([`manifest`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -20,6 +21,7 @@ mod engine;
 mod explain;
 mod history;
 mod hostile;
+mod manifest;
 mod original;
 mod overlay_root;
 mod pacman;

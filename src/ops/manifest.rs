@@ -1,0 +1,47 @@
+//! Reading a module's modsync.toml for one kernel: the file parsed (never
+//! run), then evaluated with the same kernel facts a dkms.conf gets, into
+//! the same [`Evaluated`] value. [`Cx::evaluate`] comes here for `*.toml`.
+
+use super::Cx;
+use crate::config::directives::{Context, Evaluated};
+use crate::config::manifest::{self, evaluate::evaluate};
+use crate::error::{code, Failure};
+use crate::kernel::Kernel;
+use std::path::Path;
+
+impl Cx {
+    /// The manifest at `path` for m/v and the kernel; a file that does not
+    /// parse is dkms's exit 8, with its line and column.
+    pub(super) fn evaluate_manifest(&self, path: &Path, m: &str, v: &str, k: &Kernel) -> Result<Evaluated, Failure> {
+        let text = std::fs::read_to_string(path).map_err(|e| Failure {
+            code: code::BAD_CONF,
+            message: format!("reading {}: {e}", path.display()),
+        })?;
+        let parsed = manifest::parse(&text).map_err(|e| Failure {
+            code: code::BAD_CONF,
+            message: format!("{}: {e}", path.display()),
+        })?;
+        log::debug!("read the manifest {} for kernel {}", path.display(), k.label());
+        let r = self.read_for(m, v, k);
+        let kconfig = k.config();
+        let clang = kconfig.as_ref().is_some_and(|c| c.enabled("CONFIG_CC_IS_CLANG"));
+        let dest = self.dest_override();
+        Ok(evaluate(
+            &parsed,
+            &Context {
+                kernelver: &k.release,
+                arch: &k.arch,
+                kernel_source_dir: &r.kernel_source_dir,
+                dkms_tree: &r.dkms_tree,
+                module: m,
+                module_version: v,
+                dest_override: dest.as_deref(),
+                kconfig: kconfig.as_ref(),
+                clang,
+                per_module_exclusive: true,
+                records_by_index: true,
+            },
+            &r.parallel_jobs,
+        ))
+    }
+}
