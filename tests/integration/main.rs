@@ -6,7 +6,8 @@
 //! modules loaded by the real kernel under qemu ([`qemu`]), and the
 //! package-manager hooks run by the real apt/dpkg ([`apt`]), pacman
 //! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), and the history
-//! of hook runs with `modsync log` ([`history`]). Shared helpers
+//! of hook runs with `modsync log` ([`history`]), and one build cache
+//! shared by two build hosts building at once ([`shared_cache`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -20,5 +21,6 @@ mod overlay_root;
 mod pacman;
 mod qemu;
 mod settings;
+mod shared_cache;
 mod support;
 mod upstream;
