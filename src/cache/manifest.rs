@@ -3,16 +3,10 @@
 //! line that counts and hashes the lines before it. A writer makes it from
 //! the build result it stores and checks its copy against it; a reader
 //! checks its copy of the entry against it, so a truncated, half-deleted or
-//! swapped entry is never used. The text format (tab-separated, the path
-//! last):
-//!
-//! ```text
-//! modsync-cache-manifest 1
-//! d	log
-//! f	644	1234	<sha256>	log/make.log
-//! l	module/a.ko	b.ko
-//! end	3	<sha256 of the lines above>
-//! ```
+//! swapped entry is never used. The text format: a header line
+//! `modsync-cache-manifest 1`, one line per item with tab-separated fields
+//! and the path last (`d <path>`, `f <octal mode> <size> <sha256> <path>`,
+//! `l <path> <target>`), and `end <item count> <sha256 of the lines above>`.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};

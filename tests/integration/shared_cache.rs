@@ -334,7 +334,7 @@ fn two_hosts_share_one_build_cache() {
     }
     let reference = reference_host.installed();
     assert_eq!(reference.len(), MODULES.len() * ks.len(), "{:?}", reference.keys());
-    for ((k, m), _) in &reference {
+    for (k, m) in reference.keys() {
         let f = reference_host.world.installed_ko(k, m).unwrap();
         let vermagic = modinfo("vermagic", &f);
         assert!(
