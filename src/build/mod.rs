@@ -14,7 +14,7 @@ pub mod makelog;
 mod stage;
 pub mod workdir;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Fetched};
 use crate::config::command::Command as ConfCommand;
 use crate::config::directives::ModuleConf;
 use crate::config::settings::{Jobs, Settings};
@@ -120,19 +120,20 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
             .ok()
     });
     if let (Some(cache), Some(key), false) = (env.cache, &key, env.force) {
-        if let Some(entry) = cache.lookup(key) {
-            match place_result(env.tree, m, v, k, &entry) {
-                Ok(()) => {
-                    let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
-                    sink.out(&format!(
-                        "{m}/{v} for kernel {}: reused the cached build {}",
-                        k.label(),
-                        &key[..12]
-                    ));
-                    return Ok(Built { from_cache: true });
-                }
-                Err(e) => log::warn!("not using the cached build {key}: {e:#}"),
+        match place_cached(env.tree, m, v, k, cache, key) {
+            Ok(Fetched::Copied) => {
+                let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
+                sink.out(&format!(
+                    "{m}/{v} for kernel {}: reused the cached build {}",
+                    k.label(),
+                    &key[..12]
+                ));
+                return Ok(Built { from_cache: true });
             }
+            Ok(Fetched::Absent) => {}
+            Ok(Fetched::CopyFailed(why)) => log::warn!("not using the cached build {key}: {why}"),
+            Ok(Fetched::Discarded(why)) => log::warn!("removed the damaged cached build {key}: {why}"),
+            Err(e) => log::warn!("not using the cached build {key}: {e:#}"),
         }
     }
     let result = compile_and_stage(env, job, sink);
@@ -142,8 +143,13 @@ pub fn build(env: &Env, job: &Job, sink: &dyn Sink) -> Result<Built, Failed> {
     }
     let _ = remove_within(&env.tree.root, &env.tree.failed_dir(m, v, &k.release, &k.arch));
     if let (Some(cache), Some(key)) = (env.cache, &key) {
-        if let Err(e) = cache.store(key, &env.tree.build_result(m, v, &k.release, &k.arch)) {
-            log::warn!("could not keep {m}/{v} in the build cache: {e:#}");
+        match cache.store(key, &env.tree.build_result(m, v, &k.release, &k.arch)) {
+            Ok(stored) => log::debug!("build cache {key}: {stored:?}"),
+            Err(e) => log::warn!("could not keep {m}/{v} in the build cache: {e:#}"),
+        }
+        match cache.prune() {
+            Ok(pruned) => log::debug!("build cache pruned: {pruned:?}"),
+            Err(e) => log::warn!("could not prune the build cache {}: {e:#}", cache.dir.display()),
         }
     }
     result
@@ -162,20 +168,22 @@ fn headers_missing(env: &Env, k: &Kernel) -> String {
     )
 }
 
-/// Copies a stored result into `m/v/K/A` through a staging directory.
-fn place_result(tree: &Tree, m: &str, v: &str, k: &Kernel, entry: &Path) -> Result<()> {
+/// Copies the result cached under `key` into `m/v/K/A` through a staging
+/// directory, when the cache holds a sound one.
+fn place_cached(tree: &Tree, m: &str, v: &str, k: &Kernel, cache: &Cache, key: &str) -> Result<Fetched> {
     let dest = tree.build_result(m, v, &k.release, &k.arch);
     let staging = temp_beside(&dest);
     std::fs::create_dir_all(tree.kernel_dir(m, v, &k.release))
         .with_context(|| format!("creating {}", tree.kernel_dir(m, v, &k.release).display()))?;
-    let res = copy_tree(entry, &staging).and_then(|()| {
-        std::fs::rename(&staging, &dest)
-            .with_context(|| format!("renaming {} to {}", staging.display(), dest.display()))
-    });
-    if res.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir_all(&staging);
+    let fetched = cache.fetch(key, &staging)?;
+    if fetched == Fetched::Copied {
+        if let Err(e) = std::fs::rename(&staging, &dest) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e).with_context(|| format!("renaming {} to {}", staging.display(), dest.display()));
+        }
     }
-    res
+    Ok(fetched)
 }
 
 fn step_env(env: &Env, job: &Job) -> Vec<(String, String)> {

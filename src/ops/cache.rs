@@ -1,5 +1,6 @@
 //! `modsync cache [show|clear]`: what the build cache holds, or emptying it
-//! (under the tree's lock, so no build writes into it meanwhile).
+//! (under the tree's lock, so no build of this host writes into it
+//! meanwhile; entries another host is reading or placing stay).
 
 use super::Cx;
 use crate::cache::Cache;

@@ -9,8 +9,9 @@
 //! ([`pacman`]) and dnf ([`dnf`], over [`overlay_root`]), the history of
 //! hook runs with `modsync log` ([`history`]), failures explained
 //! ([`explain`]), the boot-time safety net and dkms's autoinstaller path
-//! ([`boot`]), and modsync.toml manifests converted from real dkms.conf
-//! files ([`manifest`]). Shared helpers
+//! ([`boot`]), modsync.toml manifests converted from real dkms.conf files
+//! ([`manifest`]), and one build cache shared by two build hosts building
+//! at once ([`shared_cache`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -27,5 +28,6 @@ mod overlay_root;
 mod pacman;
 mod qemu;
 mod settings;
+mod shared_cache;
 mod support;
 mod upstream;
