@@ -89,10 +89,12 @@ impl Reading {
             Err(why) => format!("{why:#}"),
         };
         let _ = std::fs::remove_dir_all(to);
+        // the same directory (an inode number can come back for a new entry)
+        // with the same manifest, and its tree does not match it: damaged
+        let same =
+            Identity::of(&self.entry) == Some(self.id) && read_manifest(&self.entry).is_ok_and(|m| m == self.manifest);
         match self.manifest.check(&self.entry.join(TREE)) {
-            Err(damage) if Identity::of(&self.entry) == Some(self.id) => {
-                discard(&self.dir, &self.key, self.id, format!("{damage:#}"))
-            }
+            Err(damage) if same => discard(&self.dir, &self.key, self.id, format!("{damage:#}")),
             _ => Ok(Fetched::CopyFailed(why)),
         }
     }
