@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 use modsync::build::make::make_command;
+use modsync::config::command::Command;
 use modsync::config::directives::{evaluate, Context, Evaluated, ModuleConf, MAX_RECORDS};
 use modsync::config::dkms_conf::WHITELIST;
 use modsync::config::settings::{parse_file_settings, Compat, Jobs};
@@ -195,7 +196,7 @@ fn check_evaluated(raw: &Raw, c: &Context, e: &Evaluated) {
         ("POST_INSTALL", &conf.post_install),
         ("POST_REMOVE", &conf.post_remove),
     ] {
-        assert_eq!(got.as_deref(), raw.scalar(name), "{name}");
+        assert_eq!(got.as_ref().map(shell_line), raw.scalar(name), "{name}");
     }
     if e.usable() {
         check_usable(raw, c, e);
@@ -301,6 +302,15 @@ fn check_version_order(a: &str, b: &str) {
     assert_eq!(normalize(&n), n, "version::normalize({b:?}) = {n:?} is not normalized");
 }
 
+/// A dkms.conf command is a shell line (modsync.toml's argument lists never
+/// come from `evaluate`).
+fn shell_line(c: &Command) -> &str {
+    match c {
+        Command::Shell(line) => line,
+        Command::Argv(words) => panic!("a dkms.conf gave an argument list {words:?}"),
+    }
+}
+
 /// The build command: `evaluate` picks MAKE[i] (or kbuild's default), then
 /// `build::make::make_command` rewrites a leading `make` as dkms does
 /// (`${make_command/#make/make -jN KERNELRELEASE=K}`).
@@ -308,12 +318,12 @@ fn check_make(raw: &Raw, c: &Context, conf: &ModuleConf) {
     let k = c.kernelver;
     let default = format!("make -C {} M={}/{}/{}/build", c.kernel_source_dir, c.dkms_tree, c.module, c.module_version);
     // clang kernels get LLVM=1 appended.
+    let line = shell_line(&conf.make_command);
     let chosen = if c.clang {
-        conf.make_command
-            .strip_suffix(" LLVM=1")
-            .unwrap_or_else(|| panic!("clang kernel but no LLVM=1 in {:?}", conf.make_command))
+        line.strip_suffix(" LLVM=1")
+            .unwrap_or_else(|| panic!("clang kernel but no LLVM=1 in {line:?}"))
     } else {
-        conf.make_command.as_str()
+        line
     };
     // The command is one of MAKE[] or the default.
     let make = raw.array("MAKE");
@@ -325,7 +335,7 @@ fn check_make(raw: &Raw, c: &Context, conf: &ModuleConf) {
     }
     for jobs in [Jobs::Explicit(0), Jobs::Explicit(3), Jobs::Budget(4)] {
         let out = make_command(&conf.make_command, k, jobs);
-        let expected = match conf.make_command.strip_prefix("make") {
+        let expected = match line.strip_prefix("make") {
             Some(rest) => {
                 let j = match jobs {
                     Jobs::Explicit(0) => " -j".to_string(),
@@ -335,9 +345,9 @@ fn check_make(raw: &Raw, c: &Context, conf: &ModuleConf) {
                 };
                 format!("make{j} KERNELRELEASE={k}{rest}")
             }
-            None => conf.make_command.clone(),
+            None => line.to_string(),
         };
-        assert_eq!(out, expected, "make_command({:?}, {k:?}, {jobs:?})", conf.make_command);
+        assert_eq!(out, Command::Shell(expected), "make_command({:?}, {k:?}, {jobs:?})", conf.make_command);
     }
 }
 
