@@ -111,6 +111,18 @@ fn write_settled(cx: &Cx, k: &Kernel, settled: &BTreeSet<String>) -> Result<()> 
     write_atomic(&path, text.as_bytes(), 0o644)
 }
 
+/// Forgets what the boot runs left out for K/A: the kernel is going (or
+/// being reinstalled), so a later boot run of it looks at every module
+/// again. Returns whether there was something to forget.
+pub fn forget(cx: &Cx, k: &Kernel) -> Result<bool> {
+    let path = settled_file(cx, k);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
 /// `modsync boot`: returns the exit code (autoinstall's; 0 when nothing is
 /// missing, when automatic installation is off, or when the kernel has no headers).
 pub fn boot(cx: &Cx, t: &Target, load: bool, sink: &dyn Sink) -> Result<i32> {

@@ -55,6 +55,11 @@ pub fn drop_kernel(cx: &Cx, k: &Kernel, only_autoinstall: bool, sink: &dyn Sink)
     }
     finish::depmod(cx, &changes, sink);
     finish::initramfs(cx, &changes, sink);
+    match super::boot::forget(cx, k) {
+        Ok(true) => log::info!("forgot what the boot runs left out for {}", k.label()),
+        Ok(false) => {}
+        Err(e) => sink.warn(&format!("{e:#}")),
+    }
     if k.modules_dir.is_dir() {
         let mut dirs: Vec<_> = walkdir::WalkDir::new(&k.modules_dir)
             .min_depth(1)

@@ -169,6 +169,11 @@ fn boot_builds_what_is_missing_then_is_a_quick_no_op() {
     assert!(w.p("reads").exists(), "manual/2.0 was not looked at");
     assert_eq!(std::fs::read_to_string(&settled).unwrap(), "manual/2.0\n");
 
+    // the kernel goes: what the boot runs left out for it is forgotten
+    let o = w.modsync(&["kernel_prerm", "-k", k]);
+    assert_eq!(o.code, 0, "{}", o.show());
+    assert!(!settled.exists(), "{} outlived its kernel", settled.display());
+
     // a kernel without headers: what is missing is named, exit 0, nothing built
     let o = w.modsync(&["boot", "-k", &format!("{k}-noheaders"), "--no-load"]);
     assert_eq!(o.code, 0, "{}", o.show());
