@@ -315,6 +315,24 @@ pub fn evaluate(raw: &Raw, c: &Context) -> Evaluated {
     }
 }
 
+/// The context the unit tests evaluate with: module foo/1.0 for
+/// 6.1.0-56-amd64 on Debian (dkms 3.x rules).
+#[cfg(test)]
+pub(crate) fn test_context() -> Context<'static> {
+    Context {
+        kernelver: "6.1.0-56-amd64",
+        arch: "x86_64",
+        kernel_source_dir: "/lib/modules/6.1.0-56-amd64/build",
+        dkms_tree: "/var/lib/dkms",
+        module: "foo",
+        module_version: "1.0",
+        dest_override: Some("/updates/dkms"),
+        per_module_exclusive: true,
+        records_by_index: true,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,18 +346,7 @@ mod tests {
     }
 
     fn ctx() -> Context<'static> {
-        Context {
-            kernelver: "6.1.0-56-amd64",
-            arch: "x86_64",
-            kernel_source_dir: "/lib/modules/6.1.0-56-amd64/build",
-            dkms_tree: "/var/lib/dkms",
-            module: "foo",
-            module_version: "1.0",
-            dest_override: Some("/updates/dkms"),
-            per_module_exclusive: true,
-            records_by_index: true,
-            ..Default::default()
-        }
+        test_context()
     }
 
     fn base() -> Vec<(&'static str, usize, &'static str)> {

@@ -23,25 +23,14 @@ impl Cx {
         })?;
         log::debug!("read the manifest {} for kernel {}", path.display(), k.label());
         let r = self.read_for(m, v, k);
-        let kconfig = k.config();
-        let clang = kconfig.as_ref().is_some_and(|c| c.enabled("CONFIG_CC_IS_CLANG"));
-        let dest = self.dest_override();
-        Ok(evaluate(
-            &parsed,
-            &Context {
-                kernelver: &k.release,
-                arch: &k.arch,
-                kernel_source_dir: &r.kernel_source_dir,
-                dkms_tree: &r.dkms_tree,
-                module: m,
-                module_version: v,
-                dest_override: dest.as_deref(),
-                kconfig: kconfig.as_ref(),
-                clang,
+        // dkms's compatibility modes apply to dkms.conf only
+        Ok(self.in_context(&r, k, |c| {
+            let c = Context {
                 per_module_exclusive: true,
                 records_by_index: true,
-            },
-            &r.parallel_jobs,
-        ))
+                ..c.clone()
+            };
+            evaluate(&parsed, &c, &r.parallel_jobs)
+        }))
     }
 }

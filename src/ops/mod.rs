@@ -203,31 +203,33 @@ impl Cx {
                 sink.out(&format!("DIRECTIVE: {n}=\"{val}\""));
             }
         }
-        let kconfig = k.config();
-        let clang = kconfig.as_ref().is_some_and(|c| c.enabled("CONFIG_CC_IS_CLANG"));
-        let dest = self.dest_override();
-        let e = directives::evaluate(
-            &sourced.raw,
-            &directives::Context {
-                kernelver: &k.release,
-                arch: &k.arch,
-                kernel_source_dir: &r.kernel_source_dir,
-                dkms_tree: &r.dkms_tree,
-                module: m,
-                module_version: v,
-                dest_override: dest.as_deref(),
-                kconfig: kconfig.as_ref(),
-                clang,
-                per_module_exclusive: self.compat().per_module_exclusive(),
-                records_by_index: self.compat().records_by_index(),
-            },
-        );
+        let e = self.in_context(&r, k, |c| directives::evaluate(&sourced.raw, c));
         if strict {
             for w in &e.warnings {
                 sink.err(&format!("{}: warning: {w}", conf.display()));
             }
         }
         Ok(e)
+    }
+
+    /// Hands `f` the facts about kernel `k` and the tree that a module's
+    /// configuration (dkms.conf or modsync.toml) is evaluated with.
+    fn in_context<T>(&self, r: &ReadFor, k: &Kernel, f: impl FnOnce(&directives::Context) -> T) -> T {
+        let kconfig = k.config();
+        let dest = self.dest_override();
+        f(&directives::Context {
+            kernelver: &k.release,
+            arch: &k.arch,
+            kernel_source_dir: &r.kernel_source_dir,
+            dkms_tree: &r.dkms_tree,
+            module: &r.module,
+            module_version: &r.module_version,
+            dest_override: dest.as_deref(),
+            kconfig: kconfig.as_ref(),
+            clang: kconfig.as_ref().is_some_and(|c| c.enabled("CONFIG_CC_IS_CLANG")),
+            per_module_exclusive: self.compat().per_module_exclusive(),
+            records_by_index: self.compat().records_by_index(),
+        })
     }
 
     /// dkms's refusal of a dkms.conf: every problem, then exit 8.

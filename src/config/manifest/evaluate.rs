@@ -267,18 +267,7 @@ mod tests {
     use crate::kernel::kconfig::KConfig;
 
     fn ctx() -> Context<'static> {
-        Context {
-            kernelver: "6.1.0-56-amd64",
-            arch: "x86_64",
-            kernel_source_dir: "/lib/modules/6.1.0-56-amd64/build",
-            dkms_tree: "/var/lib/dkms",
-            module: "foo",
-            module_version: "1.0",
-            dest_override: Some("/updates/dkms"),
-            per_module_exclusive: true,
-            records_by_index: true,
-            ..Default::default()
-        }
+        crate::config::directives::test_context()
     }
 
     fn eval(text: &str) -> Evaluated {
