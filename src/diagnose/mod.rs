@@ -24,6 +24,8 @@ pub enum Class {
     HeadersMissing,
     CompilerMissing,
     MakeMissing,
+    /// A build tool kbuild runs (pahole, bc, openssl...) is not installed.
+    ToolMissing,
     CompilerMismatch,
     PreBuildFailed,
     KernelUnsupported,

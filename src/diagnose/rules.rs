@@ -53,9 +53,42 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// The package holding a compiler or make program on a distribution
-/// (`x86_64-linux-gnu-gcc-12` is `gcc-12` on Debian, `gcc` elsewhere).
+/// The programs kbuild runs besides the compiler and make, with their
+/// package on Debian/Ubuntu, Fedora/SUSE and Arch (pahole makes the BTF of
+/// modules for kernels built with CONFIG_DEBUG_INFO_BTF_MODULES).
+const KBUILD_TOOLS: &[(&str, [&str; 3])] = &[
+    ("pahole", ["pahole", "dwarves", "pahole"]),
+    ("bc", ["bc", "bc", "bc"]),
+    ("flex", ["flex", "flex", "flex"]),
+    ("bison", ["bison", "bison", "bison"]),
+    ("perl", ["perl", "perl", "perl"]),
+    ("python3", ["python3", "python3", "python"]),
+    ("openssl", ["openssl", "openssl", "openssl"]),
+    ("xz", ["xz-utils", "xz", "xz"]),
+    ("zstd", ["zstd", "zstd", "zstd"]),
+    ("gzip", ["gzip", "gzip", "gzip"]),
+    ("lz4", ["lz4", "lz4", "lz4"]),
+    ("gawk", ["gawk", "gawk", "gawk"]),
+    ("cpio", ["cpio", "cpio", "cpio"]),
+];
+
+/// The package of a build tool kbuild runs, if `program` is one.
+fn kbuild_tool_package(family: Family, program: &str) -> Option<&'static str> {
+    let (_, packages) = KBUILD_TOOLS.iter().find(|(p, _)| *p == program)?;
+    Some(match family {
+        Family::RedHat | Family::Suse => packages[1],
+        Family::Arch => packages[2],
+        _ => packages[0],
+    })
+}
+
+/// The package holding a compiler, make or another build program on a
+/// distribution (`x86_64-linux-gnu-gcc-12` is `gcc-12` on Debian, `gcc`
+/// elsewhere; pahole is `dwarves` on Fedora).
 pub fn tool_package(family: Family, program: &str) -> String {
+    if let Some(p) = kbuild_tool_package(family, program) {
+        return p.to_string();
+    }
     let tool = ["gcc", "clang", "g++"]
         .iter()
         .find_map(|t| program.rfind(t).map(|i| &program[i..]))
@@ -101,12 +134,14 @@ pub fn disk_full(s: &Scan) -> Option<Diagnosis> {
 pub fn missing_tool(s: &Scan) -> Option<Diagnosis> {
     let (l, prog) = s.lines.iter().find_map(|l| {
         missing_program(l)
-            .filter(|p| is_compiler(p) || *p == "make")
+            .filter(|p| is_compiler(p) || *p == "make" || kbuild_tool_package(s.family, p).is_some())
             .map(|p| (*l, p))
     })?;
     let package = tool_package(s.family, prog);
     let (class, what) = if prog == "make" {
         (Class::MakeMissing, "make is".to_string())
+    } else if !is_compiler(prog) {
+        (Class::ToolMissing, format!("the build tool {prog} is"))
     } else {
         (Class::CompilerMissing, format!("the compiler {prog} is"))
     };

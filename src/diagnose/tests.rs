@@ -120,6 +120,15 @@ fn a_missing_compiler_or_make_names_its_package() {
     let d = classify(&f);
     assert_eq!((d.class, d.package.as_deref()), (Class::MakeMissing, Some("make")));
     assert!(d.advice.contains("dnf install make"));
+    // kbuild's other programs: pahole makes the BTF of 6.12's modules
+    f.log = "  BTF [M] /var/lib/dkms/m/1.0/build/hello.ko\n/bin/sh: 1: pahole: not found\nmake[2]: *** [/usr/src/linux-headers-6.12.118+deb12-common/scripts/Makefile.modfinal:64: hello.ko] Error 127\n";
+    f.family = Some(Family::Debian);
+    let d = classify(&f);
+    assert_eq!((d.class, d.package.as_deref()), (Class::ToolMissing, Some("pahole")));
+    assert!(d.advice.contains("apt install pahole"), "{}", d.advice);
+    f.family = Some(Family::RedHat);
+    assert_eq!(classify(&f).package.as_deref(), Some("dwarves"));
+    assert_eq!(Class::ToolMissing.name(), "tool-missing");
     // a missing header of the driver is not a missing program
     f.log = "/var/lib/dkms/m/1.0/build/x.c:1:10: fatal error: xtables.h: No such file or directory\n";
     assert_eq!(classify(&f).class, Class::KernelUnsupported);
