@@ -229,6 +229,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             Ok(0)
         }
         Command::Explain(_) => ops::explain::run(&cx, &t, &sink),
+        Command::Check(_) => ops::check::run(&cx, &t, &sink),
         Command::Boot { no_load } => ops::boot::boot(&cx, &t, !no_load, &sink),
         Command::Autoinstaller { action, .. } => Ok(ops::autoinstaller::run(&cx, action, &t, &sink)),
         Command::Hook { .. } | Command::GenerateDocs { .. } => unreachable!("handled before"),

@@ -192,6 +192,10 @@ pub enum Command {
     Secureboot,
     /// Why MODULE[/VERSION] did not build for -k KERNEL (default: every failed build), and what to do (modsync's own).
     Explain(Targets),
+    /// Would every registered module build for -k KERNEL? Builds them in a
+    /// scratch tree, installs nothing, and exits 1 if one would fail
+    /// (modsync's own; --kernelsourcedir names headers not yet installed).
+    Check(Targets),
     /// Show what the hooks built, skipped, failed (and why) and removed, with
     /// timestamps, oldest first (modsync's own).
     Log {
@@ -255,6 +259,7 @@ impl Command {
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
             Command::Explain(_) => "explain",
+            Command::Check(_) => "check",
             Command::Log { .. } => "log",
             Command::Boot { .. } => "boot",
             Command::Autoinstaller { .. } => "autoinstaller",
@@ -277,6 +282,7 @@ impl Command {
             | Command::KernelPostinst(t)
             | Command::KernelPrerm(t)
             | Command::Explain(t)
+            | Command::Check(t)
             | Command::Status { t, .. }
             | Command::Log { t, .. } => &t.targets,
             _ => &[],

@@ -12,6 +12,7 @@ pub mod autoinstaller;
 pub mod boot;
 pub mod build;
 pub mod cache;
+pub mod check;
 pub mod convert;
 pub mod explain;
 pub mod finish;

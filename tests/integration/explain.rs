@@ -27,7 +27,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn add_source(w: &World, prefix: &str) -> String {
+pub(crate) fn add_source(w: &World, prefix: &str) -> String {
     let src = dkms_source(prefix);
     let v = version_of(&src, prefix);
     run_ok(Command::new("cp").arg("-a").arg(&src).arg(w.p("src")));
@@ -63,7 +63,7 @@ fn options_first(w: &World, args: &[&str]) -> Command {
 }
 
 /// Runs modsync in a private mount namespace with `binds` (from, onto) in place.
-fn modsync_in_namespace(w: &World, binds: &[(PathBuf, PathBuf)], args: &[&str]) -> Out {
+pub(crate) fn modsync_in_namespace(w: &World, binds: &[(PathBuf, PathBuf)], args: &[&str]) -> Out {
     let mut script = String::from("set -e; ");
     for (from, onto) in binds {
         script.push_str(&format!("mount --bind '{}' '{}'; ", from.display(), onto.display()));
@@ -77,12 +77,12 @@ fn modsync_in_namespace(w: &World, binds: &[(PathBuf, PathBuf)], args: &[&str]) 
 }
 
 /// The world's kernel trees over /lib/modules, for Makefiles that hard-code it.
-fn lib_modules(w: &World) -> Vec<(PathBuf, PathBuf)> {
+pub(crate) fn lib_modules(w: &World) -> Vec<(PathBuf, PathBuf)> {
     vec![(w.p("lib/modules"), PathBuf::from("/lib/modules"))]
 }
 
 /// The failed entries of `status --json` for m/v, by kernel.
-fn failed(w: &World, mv: &str) -> Vec<(String, Value)> {
+pub(crate) fn failed(w: &World, mv: &str) -> Vec<(String, Value)> {
     let (m, v) = mv.split_once('/').unwrap();
     w.status_json()
         .into_iter()
@@ -187,7 +187,7 @@ fn openrazer_on_the_61_kernels_is_a_driver_that_does_not_support_them() {
 }
 
 /// The newest Debian 6.12 ABI `tests/setup.sh` extracted (not installed).
-fn kernel_612() -> (String, PathBuf) {
+pub(crate) fn kernel_612() -> (String, PathBuf) {
     let k = std::fs::read_to_string(Path::new(CACHE).join("kernel-6.12"))
         .unwrap_or_default()
         .trim()

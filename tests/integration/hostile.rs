@@ -6,39 +6,9 @@
 //! exit with dkms's code while every file of the world stays byte for byte
 //! as it was. Injection is probed with a marker file that must not appear.
 
-use crate::support::{require_root, run, run_ok, test_kernels, World};
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use crate::support::{require_root, run, run_ok, snapshot, test_kernels, World};
+use std::path::Path;
 use std::process::Command;
-
-/// Every path under `root` with its type, mode, size, content and link
-/// target (but the lock file, which every run that takes it rewrites).
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .flatten()
-        .filter(|e| !e.path().ends_with(".modsync/lock"))
-        .map(|e| {
-            let md = e.path().symlink_metadata().unwrap();
-            let what = if md.file_type().is_symlink() {
-                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
-            } else if md.is_file() {
-                let data = std::fs::read(e.path()).unwrap();
-                format!(
-                    "file {:o} {} {:x}",
-                    md.mode(),
-                    data.len(),
-                    data.iter()
-                        .fold(0u64, |h, b| h.wrapping_mul(1099511628211).wrapping_add(*b as u64))
-                )
-            } else {
-                format!("dir {:o}", md.mode())
-            };
-            (e.path().strip_prefix(root).unwrap().to_path_buf(), what)
-        })
-        .collect()
-}
 
 /// A world with hello/1.0 added, built and installed for one kernel.
 fn populated() -> (World, String) {

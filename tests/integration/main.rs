@@ -17,6 +17,7 @@
 
 mod apt;
 mod boot;
+mod check;
 mod dnf;
 mod engine;
 mod explain;

@@ -384,3 +384,31 @@ pub fn lines_about<'a>(status: &'a str, mv: &str) -> Vec<&'a str> {
         .filter(|l| l.starts_with(&format!("{mv},")) || l.starts_with(&format!("{mv}:")))
         .collect()
 }
+
+/// Every path under `root` with its type, mode, size, content and link
+/// target (but the lock file, which every run that takes it rewrites).
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.path().ends_with(".modsync/lock"))
+        .map(|e| {
+            let md = e.path().symlink_metadata().unwrap();
+            let what = if md.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if md.is_file() {
+                let data = std::fs::read(e.path()).unwrap();
+                format!(
+                    "file {:o} {} {:x}",
+                    std::os::unix::fs::MetadataExt::mode(&md),
+                    data.len(),
+                    data.iter()
+                        .fold(0u64, |h, b| h.wrapping_mul(1099511628211).wrapping_add(*b as u64))
+                )
+            } else {
+                format!("dir {:o}", std::os::unix::fs::MetadataExt::mode(&md))
+            };
+            (e.path().strip_prefix(root).unwrap().to_path_buf(), what)
+        })
+        .collect()
+}
