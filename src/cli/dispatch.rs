@@ -229,7 +229,12 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             Ok(0)
         }
         Command::Explain(_) => ops::explain::run(&cx, &t, &sink),
-        Command::Check(_) => ops::check::run(&cx, &t, &sink),
+        Command::Check { candidate, .. } => {
+            if *candidate && !c.kernels.is_empty() {
+                return Err(fail(code::USAGE, "give -k KERNEL or --candidate, not both"));
+            }
+            ops::check::run(&cx, &t, *candidate, &sink)
+        }
         Command::Boot { no_load } => ops::boot::boot(&cx, &t, !no_load, &sink),
         Command::Autoinstaller { action, .. } => Ok(ops::autoinstaller::run(&cx, action, &t, &sink)),
         Command::Hook { .. } | Command::GenerateDocs { .. } => unreachable!("handled before"),

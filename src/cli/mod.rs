@@ -195,7 +195,14 @@ pub enum Command {
     /// Would every registered module build for -k KERNEL? Builds them in a
     /// scratch tree, installs nothing, and exits 1 if one would fail
     /// (modsync's own; --kernelsourcedir names headers not yet installed).
-    Check(Targets),
+    Check {
+        #[command(flatten)]
+        t: Targets,
+        /// Check the kernel apt would install next (its headers are
+        /// fetched into the scratch tree, not installed) instead of -k.
+        #[arg(long)]
+        candidate: bool,
+    },
     /// Show what the hooks built, skipped, failed (and why) and removed, with
     /// timestamps, oldest first (modsync's own).
     Log {
@@ -259,7 +266,7 @@ impl Command {
             Command::Cache { .. } => "cache",
             Command::Secureboot => "secureboot",
             Command::Explain(_) => "explain",
-            Command::Check(_) => "check",
+            Command::Check { .. } => "check",
             Command::Log { .. } => "log",
             Command::Boot { .. } => "boot",
             Command::Autoinstaller { .. } => "autoinstaller",
@@ -282,7 +289,7 @@ impl Command {
             | Command::KernelPostinst(t)
             | Command::KernelPrerm(t)
             | Command::Explain(t)
-            | Command::Check(t)
+            | Command::Check { t, .. }
             | Command::Status { t, .. }
             | Command::Log { t, .. } => &t.targets,
             _ => &[],

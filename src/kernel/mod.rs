@@ -1,6 +1,7 @@
 //! Kernels: where their headers, modules and configuration are, the
 //! compression of their modules, and facts about the running system.
 
+pub mod candidate;
 pub mod distro;
 pub mod kconfig;
 pub mod modinfo;

@@ -7,13 +7,18 @@
 //! module directory are not written, and the scratch tree is removed at the
 //! end. Each module is reported as building, excluded, failing (with the
 //! diagnosis `explain` gives) or not built automatically. Exit 0 when
-//! everything would build, 1 otherwise.
+//! everything would build, 1 otherwise. With `--candidate` the kernel is
+//! the one apt would install next, its headers fetched into the scratch
+//! tree ([`candidate`]).
 
 use super::autoinstall::{for_kernel, one_kernel, registered};
 use super::explain::explain_one;
 use super::{Cx, Target};
 use crate::error::{code, fail};
+use crate::kernel::distro::Family;
+use crate::kernel::{candidate, Kernel, Locations};
 use crate::state::Tree;
+use crate::sys::names::{self, Kind};
 use crate::ui::{Buffered, Sink};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,11 +177,50 @@ fn headers_at_lib_modules(scratch: &Path, release: &str, headers: &Path) -> Resu
     Ok(true)
 }
 
-/// `modsync check -k KERNEL`: prints a line per registered module; the exit
-/// code says whether every one would build.
-pub fn run(cx: &Cx, t: &Target, sink: &dyn Sink) -> Result<i32> {
-    let (r, a) = one_kernel(t, "check", true)?;
-    let real = cx.kernel(&r, &a);
+/// The kernel to check and where its headers are: `-k` (headers where the
+/// tree or --kernelsourcedir says), or with `candidate` the kernel apt would
+/// install next, its headers fetched into `dir`.
+fn kernel_to_check(cx: &Cx, t: &Target, candidate: bool, dir: &Path, sink: &dyn Sink) -> Result<Kernel> {
+    if !candidate {
+        let (r, a) = one_kernel(t, "check", true)?;
+        return Ok(cx.kernel(&r, &a));
+    }
+    let apt = cx
+        .distro
+        .as_ref()
+        .is_some_and(|d| matches!(d.family, Family::Debian | Family::Ubuntu));
+    if !apt {
+        return Err(fail(
+            code::USAGE,
+            "--candidate asks apt for the next kernel, and this is not Debian or Ubuntu; unpack its headers and run `modsync check -k KERNEL --kernelsourcedir DIR`",
+        ));
+    }
+    let flavour = candidate::default_flavour(&crate::kernel::running_release())?;
+    let r = candidate::release_for(&flavour)?;
+    if let Some(p) = names::problem(Kind::Kernel, &r) {
+        return Err(fail(code::GENERIC, format!("apt's next kernel {r:?}: {p}")));
+    }
+    sink.out(&format!(
+        "The next kernel apt would install is {r} (linux-headers-{flavour}); fetching its headers."
+    ));
+    let headers = candidate::fetch_headers(&r, dir)?;
+    let at = Locations {
+        install_tree: cx.settings.install_tree.clone(),
+        headers_dir: Some(headers),
+        config_file: None,
+    };
+    Ok(Kernel::new(&r, &crate::kernel::machine_arch(), &at))
+}
+
+/// `modsync check -k KERNEL` (or `--candidate`): prints a line per
+/// registered module; the exit code says whether every one would build.
+pub fn run(cx: &Cx, t: &Target, candidate: bool, sink: &dyn Sink) -> Result<i32> {
+    let tmp = tempfile::Builder::new()
+        .prefix("modsync-check.")
+        .tempdir_in(&cx.settings.tmp_location)
+        .with_context(|| format!("creating a scratch tree in {}", cx.settings.tmp_location.display()))?;
+    let real = kernel_to_check(cx, t, candidate, &tmp.path().join("candidate"), sink)?;
+    let (r, a) = (real.release.clone(), real.arch.clone());
     if !real.has_headers() {
         let hint = cx
             .distro
@@ -191,10 +235,6 @@ pub fn run(cx: &Cx, t: &Target, sink: &dyn Sink) -> Result<i32> {
             ),
         ));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("modsync-check.")
-        .tempdir_in(&cx.settings.tmp_location)
-        .with_context(|| format!("creating a scratch tree in {}", cx.settings.tmp_location.display()))?;
     let scx = scratch_cx(cx, tmp.path(), &real.headers_dir, &real.config_file);
     let latest = link_registrations(cx, &scx.settings.dkms_tree)?;
     std::fs::create_dir_all(scx.settings.install_tree.join(&r))

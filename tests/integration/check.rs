@@ -14,8 +14,9 @@
 //!   itself), with the same diagnosis class.
 
 use crate::explain::{add_source, failed, kernel_612, lib_modules, modsync_in_namespace};
-use crate::support::{require_root, snapshot, test_kernels, World};
+use crate::support::{require_root, run_ok, snapshot, test_kernels, World};
 use std::collections::BTreeMap;
+use std::process::Command;
 
 /// The world's settings send check's scratch tree to `T/tmp`.
 fn scratch_in_world(w: &World) {
@@ -123,4 +124,49 @@ fn check_on_612_lists_the_failures_a_real_build_has() {
     let failures = expected.values().filter(|v| v.starts_with("fails")).count();
     assert!(failures > 0, "nothing fails on {k}: the comparison proves little");
     assert_eq!(o.code, 1, "{}", o.show());
+}
+
+#[test]
+fn check_candidate_fetches_the_next_kernels_headers_from_apt() {
+    require_root("check --candidate");
+    let w = World::new(&[]);
+    scratch_in_world(&w);
+    w.add_fixture("hello-1.0");
+    let usr_src = || crate::support::sorted_dir("/usr/src");
+    let (before, src_before) = (snapshot(w.root()), usr_src());
+    let o = w.modsync(&["check", "--candidate"]);
+    assert_eq!(o.code, 0, "{}", o.show());
+    let k = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("The next kernel apt would install is "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no candidate named: {}", o.show()))
+        .to_string();
+    // what apt itself says the headers metapackage of this architecture pulls in
+    let arch = run_ok(Command::new("dpkg").arg("--print-architecture"));
+    let running = run_ok(Command::new("uname").arg("-r"));
+    let flavour = modsync::kernel::candidate::flavour(running.trim())
+        .unwrap_or(arch.trim())
+        .to_string();
+    let deps = run_ok(Command::new("apt-cache").args(["depends", &format!("linux-headers-{flavour}")]));
+    assert!(
+        deps.contains(&format!("Depends: linux-headers-{k}")),
+        "{k} is not apt's candidate:\n{deps}"
+    );
+    assert!(
+        o.stdout.contains(&format!("candidate/root/usr/src/linux-headers-{k})")),
+        "{}",
+        o.show()
+    );
+    assert_eq!(
+        verdicts(&o.stdout).get("hello/1.0").map(String::as_str),
+        Some("builds"),
+        "{}",
+        o.show()
+    );
+    assert_eq!(snapshot(w.root()), before, "check --candidate changed the world");
+    assert_eq!(usr_src(), src_before, "check --candidate installed headers");
+    let o = w.modsync(&["check", "--candidate", "-k", &k]);
+    assert_ne!(o.code, 0, "{}", o.show());
 }

@@ -412,3 +412,16 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, String> {
         })
         .collect()
 }
+
+/// The names in a directory, sorted.
+pub fn sorted_dir(dir: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
