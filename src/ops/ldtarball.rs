@@ -318,3 +318,36 @@ pub fn run(cx: &Cx, archive: Option<&Path>, kernels: &[(String, String)], sink: 
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::Direct;
+
+    #[test]
+    fn a_failed_load_puts_back_what_was_there() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let old = root.join("m-1");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("f"), "old").unwrap();
+        let new = root.join("m-2");
+        let mut undo = Undo::default();
+        undo.replace(root, &old, false).unwrap();
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("f"), "new").unwrap();
+        undo.replace(root, &new, false).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        undo.roll_back(&Direct);
+        assert_eq!(std::fs::read_to_string(old.join("f")).unwrap(), "old");
+        assert!(!new.exists());
+        assert_eq!(sorted_names(root), vec!["m-1"], "no copy is left aside");
+
+        let mut undo = Undo::default();
+        undo.replace(root, &old, true).unwrap();
+        std::fs::write(old.join("g"), "merged").unwrap();
+        undo.commit();
+        assert_eq!(sorted_names(&old), vec!["f", "g"]);
+        assert_eq!(sorted_names(root), vec!["m-1"]);
+    }
+}

@@ -181,6 +181,22 @@ fn a_real_debian_source_round_trips_for_both_kernels() {
     assert_eq!(o.code, 0, "{}", o.show());
     let st = dkms(&w, &w.p("dk"), &["status"]).stdout;
     assert!(st.contains(&format!("{mv}, {}, {ARCH}: built", ks[0])), "{st}");
+
+    // any tarball with a dkms.conf in it loads as a source, as in dkms 3.4
+    let plain = w.p("hello.tar.gz");
+    run_ok(
+        Command::new("tar")
+            .arg("czf")
+            .arg(&plain)
+            .arg("-C")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+            .arg("hello-1.0"),
+    );
+    w2.ok(&["ldtarball", plain.to_str().unwrap()]);
+    assert_eq!(lines_about(&w2.status(), "hello/1.0"), vec!["hello/1.0: added"]);
+    assert!(w2.p("src/hello-1.0/hello.c").is_file());
+    let o = w2.modsync(&["ldtarball", plain.to_str().unwrap()]);
+    assert_eq!(o.code, 3, "already added: {}", o.show());
 }
 
 #[test]
