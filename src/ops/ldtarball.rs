@@ -265,12 +265,19 @@ pub fn run(cx: &Cx, archive: Option<&Path>, kernels: &[(String, String)], sink: 
         .prefix("modsync-ldtarball.")
         .tempdir_in(tmp)
         .with_context(|| format!("creating a private directory in {}", tmp.display()))?;
-    untar::extract(archive, top.path()).map_err(|e| {
+    let extracted = untar::extract(archive, top.path()).map_err(|e| {
         fail(
             code::MODULE_MISSING,
             format!("{e:#}\n{} is refused; nothing was loaded.", archive.display()),
         )
     })?;
+    log::debug!(
+        "{}: {} entries, {} bytes extracted into {}",
+        archive.display(),
+        extracted.entries,
+        extracted.bytes,
+        top.path().display()
+    );
     let _lock = cx.lock(sink)?;
     let p = plan(cx, top.path(), &kernel, sink)?;
     let (m, v) = (&p.module, &p.version);
