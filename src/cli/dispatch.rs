@@ -13,6 +13,7 @@ use crate::kernel::distro::Distro;
 use crate::ops::remove::Teardown;
 use crate::ops::{self, Cx, Options};
 use crate::plan::Verb;
+use crate::state::tarball_layout::Content;
 use crate::ui::{Direct, Sink};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -173,7 +174,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
         opts: options(c),
     };
     let name = cmd.name();
-    let (mut t, _archive, warnings) = target(c, cmd.targets())?;
+    let (mut t, archive, warnings) = target(c, cmd.targets())?;
     for w in warnings {
         sink.warn(&w);
     }
@@ -196,6 +197,28 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             .collect();
     }
     match cmd {
+        Command::Add(_) if archive.is_some() && t.module.is_none() && t.source_dir.is_none() => {
+            ops::remove::no_all(&t, "add")?;
+            ops::ldtarball::run(&cx, archive.as_deref(), &t.kernels, &sink)
+        }
+        Command::Ldtarball(_) => {
+            // a tarball that is not there: dkms's "does not exist"
+            let named = t.module.as_ref().map(|m| match &t.version {
+                Some(v) => PathBuf::from(format!("{m}/{v}")),
+                None => PathBuf::from(m),
+            });
+            ops::ldtarball::run(&cx, archive.or(named).as_deref(), &t.kernels, &sink)
+        }
+        Command::Mktarball(_) => {
+            let content = if c.binaries_only {
+                Content::BinariesOnly
+            } else if c.source_only {
+                Content::SourceOnly
+            } else {
+                Content::Both
+            };
+            ops::mktarball::run(&cx, &t, content, c.archive.as_deref(), &sink)
+        }
         Command::Add(_) => {
             ops::remove::no_all(&t, "add")?;
             let _lock = cx.lock(&sink)?;

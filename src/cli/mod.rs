@@ -44,7 +44,7 @@ pub struct Common {
     /// Architecture (repeatable; one applies to every kernel; default: the machine's).
     #[arg(short = 'a', long = "arch", global = true, value_name = "ARCH")]
     pub arches: Vec<String>,
-    /// Every kernel the module is built for (uninstall, unbuild, remove).
+    /// Every kernel the module is built for (uninstall, unbuild, remove, mktarball).
     #[arg(long, global = true)]
     pub all: bool,
     /// Rebuild or reinstall even if current; skip the version check and BUILD_DEPENDS.
@@ -80,13 +80,13 @@ pub struct Common {
     /// The kernel whose installed modules `match` copies.
     #[arg(long, global = true, value_name = "KERNEL")]
     pub templatekernel: Option<String>,
-    /// The tarball for mktarball or ldtarball.
+    /// The tarball for mktarball (a name, or a path) or ldtarball.
     #[arg(long, global = true, value_name = "FILE")]
     pub archive: Option<PathBuf>,
-    /// dkms's mktarball option; accepted, but not together with --source-only.
+    /// mktarball: the builds and the dkms.conf, without the source (not with --source-only).
     #[arg(long, global = true)]
     pub binaries_only: bool,
-    /// dkms's mktarball option; accepted, but not together with --binaries-only.
+    /// mktarball: the source only, no builds (not with --binaries-only).
     #[arg(long, global = true)]
     pub source_only: bool,
     /// Do not run depmod.
@@ -153,6 +153,19 @@ pub enum Command {
     Autoinstall(Targets),
     /// Install on -k the module versions installed on --templatekernel.
     Match(Targets),
+    /// Write MODULE/VERSION's builds for -k KERNEL (or --all) and its source into a tarball.
+    ///
+    /// The file is MODULE-VERSION-kernelK-A[-kernelK-A...].dkms.tar.gz in
+    /// $dkms_tree/MODULE/VERSION/tarball/ unless --archive names it (its suffix picks gzip,
+    /// xz, zstd or none); --source-only leaves the builds out, --binaries-only the source.
+    Mktarball(Targets),
+    /// Load a tarball made by mktarball (or any tarball with a dkms.conf) and add it.
+    ///
+    /// Builds already in the tree are kept unless --force. The tarball is untrusted input:
+    /// it is extracted into a private directory and refused, with nothing written to the
+    /// trees, if an entry leaves it (absolute paths, `..`, links pointing out), is a device
+    /// or set-ID file, or names a module, version, kernel or arch that is not a plain name.
+    Ldtarball(Targets),
     /// Create the module signing key and certificate if they are missing.
     #[command(name = "generate_mok")]
     GenerateMok(Targets),
@@ -257,6 +270,8 @@ impl Command {
             Command::Status { .. } => "status",
             Command::Autoinstall(_) => "autoinstall",
             Command::Match(_) => "match",
+            Command::Mktarball(_) => "mktarball",
+            Command::Ldtarball(_) => "ldtarball",
             Command::GenerateMok(_) => "generate_mok",
             Command::KernelPreinst(_) => "kernel_preinst",
             Command::KernelPostinst(_) => "kernel_postinst",
@@ -284,6 +299,8 @@ impl Command {
             | Command::Remove(t)
             | Command::Autoinstall(t)
             | Command::Match(t)
+            | Command::Mktarball(t)
+            | Command::Ldtarball(t)
             | Command::GenerateMok(t)
             | Command::KernelPreinst(t)
             | Command::KernelPostinst(t)
@@ -360,6 +377,11 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["dkms", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["dkms", "status", "--bogus"]).is_err());
+        let c = Cli::try_parse_from(["dkms", "mktarball", "hello/1.0", "--all", "--binaries-only"]).unwrap();
+        assert!(c.common.all && c.common.binaries_only);
+        assert_eq!(c.command.as_ref().unwrap().name(), "mktarball");
+        let c = Cli::try_parse_from(["dkms", "ldtarball", "/tmp/x.dkms.tar.gz", "--force"]).unwrap();
+        assert_eq!(c.command.as_ref().unwrap().targets(), ["/tmp/x.dkms.tar.gz"]);
         let c = Cli::try_parse_from(["modsync", "explain", "vpoll/0.1", "-k", "6.12"]).unwrap();
         assert_eq!(c.command.as_ref().unwrap().targets(), ["vpoll/0.1"]);
     }

@@ -19,6 +19,7 @@ pub mod history;
 pub mod journal;
 pub mod lock;
 pub mod record;
+pub mod tarball_layout;
 
 use crate::config::settings::Compat;
 use crate::sys::fs::{is_real_dir, sorted_names};

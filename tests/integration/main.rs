@@ -11,7 +11,8 @@
 //! ([`explain`]), the boot-time safety net and dkms's autoinstaller path
 //! ([`boot`]), modsync.toml manifests converted from real dkms.conf files
 //! ([`manifest`]), and one build cache shared by two build hosts building
-//! at once ([`shared_cache`]). Shared helpers
+//! at once ([`shared_cache`]), and tarballs made and loaded by modsync and
+//! the real dkms, hostile ones refused ([`tarball`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -31,4 +32,5 @@ mod qemu;
 mod settings;
 mod shared_cache;
 mod support;
+mod tarball;
 mod upstream;
