@@ -33,7 +33,7 @@ DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms iptable
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
   debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
-  createrepo-c systemd strace dkms logrotate iptables"
+  createrepo-c dpkg-dev makepkg libarchive-tools systemd strace dkms logrotate iptables"
 # iptables: iptables-netflow's configure needs its binary to reach the check
 # of the libxtables-dev headers, which must stay absent (explain.rs)
 
