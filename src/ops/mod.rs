@@ -20,6 +20,7 @@ pub mod kernel_hooks;
 pub mod log;
 pub mod manifest;
 pub mod matching;
+pub mod package;
 pub mod recover;
 pub mod remove;
 pub mod status;
