@@ -36,6 +36,8 @@ TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   createrepo-c dpkg-dev makepkg libarchive-tools systemd strace dkms logrotate iptables"
 # iptables: iptables-netflow's configure needs its binary to reach the check
 # of the libxtables-dev headers, which must stay absent (explain.rs)
+# dpkg-dev, makepkg, libarchive-tools: dpkg-scanpackages, and Debian's repo-add
+# (it sources makepkg's shell library and runs bsdtar) for fleet.rs
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"

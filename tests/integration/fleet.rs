@@ -65,14 +65,21 @@ fn build_once_install_everywhere() {
     let ks = test_kernels();
     let (k0, k1) = (ks[0].clone(), ks[ks.len() - 1].clone());
     let vpoll = dkms_source("vpoll");
-    assert_eq!(version_of(&vpoll, "vpoll"), MODS[1].1, "the vpoll source changed version");
+    assert_eq!(
+        version_of(&vpoll, "vpoll"),
+        MODS[1].1,
+        "the vpoll source changed version"
+    );
     let mut ck = Checks::new(TEST);
     let root = Root::new("fleet");
     let names: Vec<&str> = TARGETS.iter().map(|t| t.0).collect();
     stage(&root, &hello_fixture(), &vpoll, &names);
     ck.progress(&format!("build host and targets staged; kernels {k0} then {k1}"));
     for (m, v) in MODS {
-        ck.cmd(&format!("modsync add {m}/{v}"), &root.sh(&format!("modsync add {m}/{v}")));
+        ck.cmd(
+            &format!("modsync add {m}/{v}"),
+            &root.sh(&format!("modsync add {m}/{v}")),
+        );
     }
     for (t, _) in TARGETS {
         ck.cmd(
@@ -246,16 +253,17 @@ fn install(root: &Root, ck: &mut Checks, k: &str, made: &[(String, String)]) {
     ck.cmd(
         "rpm target: rpm --root -i the kernel and the per-kernel packages' files",
         &root.sh(&format!(
-            "rpm --root /targets/rpm -i /srv/repo/rpm/kernel-core-*.rpm {}",
+            "rpm --root /targets/rpm -i /srv/repo/rpm/e2e-shell-*.rpm /srv/repo/rpm/kernel-core-*.rpm {}",
             files.join(" ")
         )),
     );
     ck.cmd(
         "pacman target: pacman --root -Sy hello-modules vpoll-modules pulls linux-e2e",
         &root.sh(&format!(
-            "{p} -Sy {} && {p} -Q linux-e2e",
+            "{p} -Sy {} && {q} -Q linux-e2e",
             metas("pkg"),
-            p = pacman("/targets/pacman")
+            p = pacman("/targets/pacman"),
+            q = pacman_q("/targets/pacman")
         )),
     );
 }
@@ -300,8 +308,9 @@ fn upgrade(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
     ck.cmd(
         "pacman target: pacman -Syu brings linux-e2e 2-1 and the K1 module packages",
         &root.sh(&format!(
-            "{p} -Syu && {p} -Q linux-e2e | grep -qx 'linux-e2e 2-1'",
-            p = pacman("/targets/pacman")
+            "{p} -Syu && {q} -Q linux-e2e | grep -qx 'linux-e2e 2-1'",
+            p = pacman("/targets/pacman"),
+            q = pacman_q("/targets/pacman")
         )),
     );
     for (t, fmt) in [TARGETS[0], TARGETS[1], TARGETS[3]] {
@@ -321,9 +330,11 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
         let (mut files, mut loads) = (Vec::new(), Vec::new());
         for t in targets {
             for (m, _) in MODS {
-                let found = root.sh(&format!("find /targets/{t}/usr/lib/modules/{k} -name '{m}.ko*' | head -1"));
+                let found = root.run(&format!(
+                    "find /targets/{t}/usr/lib/modules/{k} -name '{m}.ko*' 2>/dev/null | head -1"
+                ));
                 let path = found.output.trim();
-                if path.is_empty() {
+                if !path.starts_with('/') {
                     continue;
                 }
                 let label = format!("{t}-{m}");
@@ -342,7 +353,10 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
         let b = s.spawn(|| boot(&v1, work.path(), "k1", &f1, &l1, "", ""));
         (a.join().unwrap(), b.join().unwrap())
     });
-    for (k, b, targets) in [(k0, b0, ["apt", "dnf", "rpm", "pacman"].as_slice()), (k1, b1, &["apt", "dnf", "pacman"])] {
+    for (k, b, targets) in [
+        (k0, b0, ["apt", "dnf", "rpm", "pacman"].as_slice()),
+        (k1, b1, &["apt", "dnf", "pacman"]),
+    ] {
         let b = match b {
             Ok(b) => b,
             Err(e) => {
@@ -391,8 +405,9 @@ fn remove(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
     ck.cmd(
         "pacman target: pacman -R of the module packages",
         &root.sh(&format!(
-            "{p} -R $({p} -Qq | grep -E '^(hello|vpoll)-modules')",
-            p = pacman("/targets/pacman")
+            "{p} -R $({q} -Qq | grep -E '^(hello|vpoll)-modules')",
+            p = pacman("/targets/pacman"),
+            q = pacman_q("/targets/pacman")
         )),
     );
     for (t, _) in TARGETS {
@@ -400,7 +415,7 @@ fn remove(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
             &format!("{t} target: no module file, marker or modules.dep line left; the kernel stays"),
             &root.sh(&format!(
                 r#"t=/targets/{t}
-left=$(find $t/usr/lib/modules $t/usr/lib/modsync \( -name 'hello.ko*' -o -name 'vpoll.ko*' -o -path '*/packaged/*' \) 2>/dev/null)
+left=$(find $t/usr/lib/modules $t/usr/lib/modsync \( -name 'hello.ko*' -o -name 'vpoll.ko*' -o -path '*/packaged/*' \) 2>/dev/null || true)
 [ -z "$left" ] || {{ echo "left behind: $left"; exit 1; }}
 for k in {k0} {k1}; do
     f=$t/usr/lib/modules/$k/modules.dep

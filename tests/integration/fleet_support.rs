@@ -13,7 +13,9 @@
 //!   copied from the real image (so depmod works), and `linux-image-e2e`
 //!   depending on the newest one (version 1, then 2);
 //! - rpm (the `rpm` crate): `kernel-core` with `Provides: kernel-uname-r = K`
-//!   and `installonlypkg(kernel)`, owning the same three files;
+//!   and `installonlypkg(kernel)`, owning the same three files, and
+//!   `e2e-shell` providing `/bin/sh` (the targets' shell is Debian's, unknown
+//!   to their rpm database);
 //! - pacman (tar + zstd): `linux-e2e` 1-1 then 2-1 with the same files and
 //!   `usr/lib/modules/K/pkgbase`.
 
@@ -37,6 +39,11 @@ pub fn pacman(target: &str) -> String {
          --dbpath {target}/var/lib/pacman --cachedir {target}/var/cache/pacman/pkg \
          --logfile {target}/var/log/pacman.log"
     )
+}
+
+/// pacman's queries on a target (they take no transaction options).
+pub fn pacman_q(target: &str) -> String {
+    format!("pacman --root {target} --dbpath {target}/var/lib/pacman")
 }
 
 /// dnf on a target (`--installroot`), the fleet repository its only one;
@@ -66,8 +73,14 @@ chroot "$t" /usr/bin/env -i PATH={PATH_IN_TARGET} HOME=/root LC_ALL=C.UTF-8 DEBI
 /// package tools' configuration, and the targets.
 pub fn stage(root: &Root, hello: &Path, vpoll: &Path, targets: &[&str]) {
     root.put(&crate::overlay_root::modsync_bin(), "/usr/bin/modsync");
-    root.put(hello, &format!("/usr/src/{}", hello.file_name().unwrap().to_string_lossy()));
-    root.put(vpoll, &format!("/usr/src/{}", vpoll.file_name().unwrap().to_string_lossy()));
+    root.put(
+        hello,
+        &format!("/usr/src/{}", hello.file_name().unwrap().to_string_lossy()),
+    );
+    root.put(
+        vpoll,
+        &format!("/usr/src/{}", vpoll.file_name().unwrap().to_string_lossy()),
+    );
     let tarball = Path::new(CACHE).join("bookworm-minbase-2.tar");
     let copies: String = targets
         .iter()
@@ -129,8 +142,25 @@ pub fn fake_kernels(root: &Root, k: &str, n: u32) {
             .expect("kernel-core file");
     }
     let file = rpms.path().join(format!("kernel-core-{v}-{r}.x86_64.rpm"));
-    b.build().expect("build kernel-core").write_file(&file).expect("write kernel-core");
-    root.put(&file, &format!("/srv/repo/rpm/{}", file.file_name().unwrap().to_string_lossy()));
+    b.build()
+        .expect("build kernel-core")
+        .write_file(&file)
+        .expect("write kernel-core");
+    // the targets' shell is Debian's: tell their rpm database it is there
+    let sh = rpms.path().join("e2e-shell-1-1.noarch.rpm");
+    rpm::PackageBuilder::new("e2e-shell", "1", "MIT", "noarch", "the target's /bin/sh")
+        .release("1")
+        .description("Tells the rpm database of a fleet test target that its /bin/sh exists.")
+        .provides(rpm::Dependency::any("/bin/sh"))
+        .build()
+        .expect("build e2e-shell")
+        .write_file(&sh)
+        .expect("write e2e-shell");
+    root.put(rpms.path(), &format!("/srv/fleet/rpms-{k}"));
+    root.must(
+        "publish the RPMs",
+        &format!("cp /srv/fleet/rpms-{k}/*.rpm /srv/repo/rpm/"),
+    );
     root.put(&img, &format!("/srv/fleet/img-{k}"));
     root.must(
         &format!("fake kernel packages for {k}"),
@@ -241,7 +271,8 @@ pub fn listing_problem(
         return Some(format!(
             "expected one {prefix}{}{m}.ko[.xz|.zst|.gz] and {marker}; got files {files:?}, \
              unexpected {others:?}, directories holding none of them {stray_dirs:?}",
-            dest.map(|d| format!("{}/", d.trim_matches('/'))).unwrap_or_else(|| "<dest>/".into())
+            dest.map(|d| format!("{}/", d.trim_matches('/')))
+                .unwrap_or_else(|| "<dest>/".into())
         ));
     }
     None
@@ -256,7 +287,10 @@ fn listings_parse() {
     let (f, d) = listing("deb", deb);
     assert_eq!(f.len(), 2);
     assert!(d.contains("/lib/modules/K/updates/dkms"));
-    assert_eq!(listing_problem(&f, &d, "/lib/modules/K/", Some("updates/dkms"), "hello", "K"), None);
+    assert_eq!(
+        listing_problem(&f, &d, "/lib/modules/K/", Some("updates/dkms"), "hello", "K"),
+        None
+    );
     assert!(listing_problem(&f, &d, "/lib/modules/K/", Some("extra"), "hello", "K").is_some());
     let pkg = "hello-modules-K /usr/\nhello-modules-K /usr/lib/modules/K/extra/hello.ko.zst\n\
                hello-modules-K /usr/lib/modsync/packaged/hello/K\nhello-modules-K /usr/share/doc/x\n";

@@ -126,7 +126,6 @@ fn record(test: &str) -> &'static Record {
     }
 }
 
-
 /// The files modprobe would insmod for `module` in the world's tree, in order.
 fn depends(w: &World, k: &str, module: &str) -> Vec<PathBuf> {
     let deps = run_ok(
@@ -218,9 +217,6 @@ fn kconfig_value(config: &Path, key: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .map(|v| v.trim().trim_matches('"').to_string())
 }
-
-
-
 
 fn fixture() -> Result<Record, String> {
     let t0 = Instant::now();
@@ -366,7 +362,6 @@ fn fixture() -> Result<Record, String> {
         enforce: enforced?,
     })
 }
-
 
 #[test]
 fn installed_modules_are_signed_with_the_generated_mok() {
