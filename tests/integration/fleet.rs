@@ -241,7 +241,7 @@ fn install(root: &Root, ck: &mut Checks, k: &str, made: &[(String, String)]) {
     ck.cmd(
         "dnf target: dnf --installroot install kmod-hello kmod-vpoll pulls kernel-core",
         &root.sh(&format!(
-            "{dnf_t} install {} && rpm --root /targets/dnf -q --whatprovides 'kernel-uname-r = {k}'",
+            "{dnf_t} install {} && rpm --root /targets/dnf -q --provides kernel-core | grep -qx 'kernel-uname-r = {k}'",
             metas("rpm")
         )),
     );
@@ -301,7 +301,7 @@ fn upgrade(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
     ck.cmd(
         "dnf target: dnf upgrade brings kernel-core K1 and the K1 module packages",
         &root.sh(&format!(
-            "{} upgrade && rpm --root /targets/dnf -q --whatprovides 'kernel-uname-r = {k1}'",
+            "{} upgrade && rpm --root /targets/dnf -q --provides kernel-core | grep -qx 'kernel-uname-r = {k1}'",
             dnf("/targets/dnf")
         )),
     );
