@@ -114,14 +114,6 @@ fn build_once_install_everywhere() {
     ck.finish();
 }
 
-/// The per-kernel and the meta package's names of module M.
-fn package_names(fmt: &str, m: &str, k: &str) -> (String, String) {
-    match fmt {
-        "rpm" => (format!("kmod-{m}-{k}"), format!("kmod-{m}")),
-        _ => (format!("{m}-modules-{k}"), format!("{m}-modules")),
-    }
-}
-
 /// Build host: builds every module for K, makes the fake kernel packages of
 /// generation N and the module packages of all three formats, publishes
 /// them, reindexes; checks what the packages list. Returns the files made
@@ -165,55 +157,6 @@ fn export(root: &Root, ck: &mut Checks, k: &str, n: u32) -> Vec<(String, String)
     }
     root.must("index the repositories", INDEX);
     made
-}
-
-/// `dpkg-deb -c`, `rpm -qplv`, `pacman -Qlp` list exactly the module and
-/// the marker (the meta package: nothing). Returns (package name, file).
-fn check_listings(
-    root: &Root,
-    ck: &mut Checks,
-    fmt: &str,
-    m: &str,
-    k: &str,
-    files: &[String],
-) -> Vec<(String, String)> {
-    let (per_kernel, meta) = package_names(fmt, m, k);
-    let mut named = Vec::new();
-    for f in files {
-        let (name_cmd, list_cmd) = match fmt {
-            "deb" => (format!("dpkg-deb -f {f} Package"), format!("dpkg-deb -c {f}")),
-            "rpm" => (format!("rpm -qp --qf '%{{NAME}}' {f}"), format!("rpm -qplv {f}")),
-            _ => (
-                format!("pacman -Qip {f} | sed -n 's/^Name *: //p'"),
-                format!("pacman -Qlp {f}"),
-            ),
-        };
-        let name = root.sh(&name_cmd).output.trim().to_string();
-        let list = root.sh(&list_cmd);
-        let (fs, ds) = listing(fmt, &list.output);
-        let what = format!("{list_cmd} ({name})");
-        if name == per_kernel {
-            let (prefix, dest) = match fmt {
-                "deb" => (format!("/lib/modules/{k}/"), Some("updates/dkms")),
-                "rpm" => (format!("/lib/modules/{k}/"), None),
-                _ => (format!("/usr/lib/modules/{k}/"), None),
-            };
-            let problem = listing_problem(&fs, &ds, &prefix, dest, m, k);
-            ck.truth(
-                &format!("{what} lists exactly the module and the marker"),
-                list.ok && problem.is_none(),
-                &format!("{}\n{}", problem.unwrap_or_default(), list.output),
-            );
-        } else {
-            ck.truth(
-                &format!("{f} is {per_kernel} or {meta}; {meta} lists no files"),
-                name == meta && list.ok && fs.is_empty(),
-                &list.output,
-            );
-        }
-        named.push((name, f.clone()));
-    }
-    named
 }
 
 /// Each target installs the module packages for K0 (pulling in the

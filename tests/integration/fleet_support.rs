@@ -1,7 +1,7 @@
 //! The pieces of the [`fleet`](crate::fleet) test that are not the story
 //! itself: the fake kernel packages its module packages depend on, the three
 //! local repositories indexed with the distributions' own tools, the
-//! compiler-less targets, and reading package listings.
+//! compiler-less targets, and reading and checking package listings.
 //!
 //! What it proves by itself: nothing; it sets the stage. Everything lives
 //! in one overlay [`Root`] of this machine (the build host, with gcc and the
@@ -20,7 +20,7 @@
 //!   `usr/lib/modules/K/pkgbase`.
 
 use crate::dnf::rpm_version_release;
-use crate::overlay_root::{q, Root};
+use crate::overlay_root::{q, Checks, Root};
 use crate::support::{image_dir, CACHE};
 use std::collections::BTreeSet;
 use std::fs;
@@ -209,6 +209,63 @@ pub fn configure_targets(apt: &str, dnf_targets: &[&str], pacman_target: &str) -
         p = pacman_target
     ));
     s
+}
+
+/// The per-kernel and the meta package's names of module M.
+pub fn package_names(fmt: &str, m: &str, k: &str) -> (String, String) {
+    match fmt {
+        "rpm" => (format!("kmod-{m}-{k}"), format!("kmod-{m}")),
+        _ => (format!("{m}-modules-{k}"), format!("{m}-modules")),
+    }
+}
+
+/// `dpkg-deb -c`, `rpm -qplv`, `pacman -Qlp` list exactly the module and
+/// the marker (the meta package: nothing). Returns (package name, file).
+pub fn check_listings(
+    root: &Root,
+    ck: &mut Checks,
+    fmt: &str,
+    m: &str,
+    k: &str,
+    files: &[String],
+) -> Vec<(String, String)> {
+    let (per_kernel, meta) = package_names(fmt, m, k);
+    let mut named = Vec::new();
+    for f in files {
+        let (name_cmd, list_cmd) = match fmt {
+            "deb" => (format!("dpkg-deb -f {f} Package"), format!("dpkg-deb -c {f}")),
+            "rpm" => (format!("rpm -qp --qf '%{{NAME}}' {f}"), format!("rpm -qplv {f}")),
+            _ => (
+                format!("pacman -Qip {f} | sed -n 's/^Name *: //p'"),
+                format!("pacman -Qlp {f}"),
+            ),
+        };
+        let name = root.sh(&name_cmd).output.trim().to_string();
+        let list = root.sh(&list_cmd);
+        let (fs, ds) = listing(fmt, &list.output);
+        let what = format!("{list_cmd} ({name})");
+        if name == per_kernel {
+            let (prefix, dest) = match fmt {
+                "deb" => (format!("/lib/modules/{k}/"), Some("updates/dkms")),
+                "rpm" => (format!("/lib/modules/{k}/"), None),
+                _ => (format!("/usr/lib/modules/{k}/"), None),
+            };
+            let problem = listing_problem(&fs, &ds, &prefix, dest, m, k);
+            ck.truth(
+                &format!("{what} lists exactly the module and the marker"),
+                list.ok && problem.is_none(),
+                &format!("{}\n{}", problem.unwrap_or_default(), list.output),
+            );
+        } else {
+            ck.truth(
+                &format!("{f} is {per_kernel} or {meta}; {meta} lists no files"),
+                name == meta && list.ok && fs.is_empty(),
+                &list.output,
+            );
+        }
+        named.push((name, f.clone()));
+    }
+    named
 }
 
 /// Files and directories a package lists: `dpkg-deb -c`, `rpm -qplv` or
