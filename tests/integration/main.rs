@@ -11,7 +11,9 @@
 //! ([`explain`]), the boot-time safety net and dkms's autoinstaller path
 //! ([`boot`]), modsync.toml manifests converted from real dkms.conf files
 //! ([`manifest`]), and one build cache shared by two build hosts building
-//! at once ([`shared_cache`]). Shared helpers
+//! at once ([`shared_cache`]), and native packages of built modules
+//! checked and installed with the real dpkg-deb/dpkg, rpm and pacman
+//! ([`packages`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -25,6 +27,7 @@ mod hostile;
 mod manifest;
 mod original;
 mod overlay_root;
+mod packages;
 mod pacman;
 mod qemu;
 mod settings;
