@@ -6,7 +6,8 @@
 //! over from a source-installed module (its preinst uninstalls it), runs
 //! depmod, shows in `status`, keeps autoinstall from rebuilding it, and its
 //! removal leaves nothing; an RPM installed with the real rpm does the same
-//! for its files and depmod. A module version not built for a kernel, or a
+//! for its files and depmod, and so does a pacman package with the real
+//! pacman. A module version not built for a kernel, or a
 //! bad `--kernel-package`, is refused with nothing written.
 
 use crate::overlay_root::q;
@@ -317,7 +318,7 @@ fn stand_in_kernel_deb(dir: &Path, k: &str) -> PathBuf {
 #[test]
 fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing() {
     require_root("packages dpkg");
-    require_tools("packages dpkg", &["dpkg", "dpkg-deb", "rpm", "depmod"]);
+    require_tools("packages dpkg", &["dpkg", "dpkg-deb", "rpm", "pacman", "depmod"]);
     let ks = test_kernels();
     let k = ks[ks.len() - 1].clone();
     let w = World::new(std::slice::from_ref(&k));
@@ -327,6 +328,16 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
     let os = out.display().to_string();
     let debs = written(&w.ok(&["mkdeb", "hello/1.0", "-k", &k, "--output-dir", &os]));
     let rpms = written(&w.ok(&["mkrpm", "hello/1.0", "-k", &k, "--output-dir", &os]));
+    let pkgs = written(&w.ok(&[
+        "mkpkg",
+        "hello/1.0",
+        "-k",
+        &k,
+        "--output-dir",
+        &os,
+        "--kernel-package",
+        "linux",
+    ]));
     let kimg = stand_in_kernel_deb(w.root(), &k);
     let mut ck = Checks::new("packages dpkg");
     let root = Root::new("packages-dpkg");
@@ -344,6 +355,13 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
     let meta = format!(
         "/srv/pkgs/{}",
         named(&debs, "hello-modules_").file_name().unwrap().to_string_lossy()
+    );
+    let pkg = format!(
+        "/srv/pkgs/{}",
+        named(&pkgs, &format!("hello-modules-{k}-"))
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
     );
     let rpm = format!(
         "/srv/pkgs/{}",
@@ -421,6 +439,19 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
     ck.truth(
         "rpm installs the RPM (depmod runs, status shows it) and erases it leaving nothing",
         o.ok && o.output.contains(&format!("installed (package kmod-hello-{k})")),
+        &o.output,
+    );
+    let o = root.sh(&format!(
+        "mkdir -p /var/lib/pacman; pacman -U -dd --noconfirm {pkg}; {v}; modsync status; pacman -Qkk hello-modules-{k}; \
+         pacman -R --noconfirm hello-modules-{k}; {none}; [ ! -e /usr/lib/modsync/packaged/hello/{k} ]; \
+         ! grep -q hello /usr/lib/modules/{k}/modules.dep",
+        v = crate::overlay_root::vermagic_is("hello", &k),
+        none = crate::overlay_root::no_module_file("hello", &k)
+    ));
+    ck.truth(
+        "pacman installs the package (depmod runs, status shows it, -Qkk finds it intact) and removes it leaving nothing",
+        o.ok && o.output.contains(&format!("installed (package hello-modules-{k})"))
+            && o.output.contains("0 altered files"),
         &o.output,
     );
     drop(root);
