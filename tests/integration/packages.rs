@@ -375,7 +375,10 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
         &format!(
             "rm -rf /var/lib/dkms; ln -sfn /usr/bin/modsync /usr/sbin/dkms
              find /usr/lib/modules/{k} -mindepth 1 -maxdepth 1 ! -name build ! -name source -exec rm -rf {{}} +
-             dpkg -i /srv/kimg.deb"
+             dpkg -i /srv/kimg.deb
+             mkdir -p /boot /etc/initramfs-tools; : > /boot/initrd.img-{k}; rm -f /tmp/initramfs.log
+             printf '#!/bin/sh\necho \"$*\" >> /tmp/initramfs.log\n' > /usr/sbin/update-initramfs
+             chmod +x /usr/sbin/update-initramfs"
         ),
     );
     let o = root.sh("dkms add hello/1.0 && dkms install hello/1.0 -k $K && dkms status"
@@ -390,6 +393,12 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
     ck.truth(
         "dpkg installs the package; its preinst uninstalls the source build",
         o.ok && o.output.contains("gives way to this package"),
+        &o.output,
+    );
+    let o = root.sh("[ ! -e /tmp/initramfs.log ]");
+    ck.truth(
+        "no initramfs regeneration for a module that is not in the initramfs",
+        o.ok,
         &o.output,
     );
     let o = root.sh(&format!(
@@ -431,13 +440,13 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
         &o.output,
     );
     let o = root.sh(&format!(
-        "rpm -i --nodeps {rpm}; {v}; modsync status; rpm -e kmod-hello-{k}; {none}; [ ! -e /usr/lib/modsync/packaged/hello/{k} ]; \
+        "echo hello >> /etc/initramfs-tools/modules; rpm -i --nodeps {rpm}; grep -x -- '-u -k {k}' /tmp/initramfs.log; {v}; modsync status; rpm -e kmod-hello-{k}; {none}; [ ! -e /usr/lib/modsync/packaged/hello/{k} ]; \
          ! grep -q hello /usr/lib/modules/{k}/modules.dep",
         v = crate::overlay_root::vermagic_is("hello", &k),
         none = crate::overlay_root::no_module_file("hello", &k)
     ));
     ck.truth(
-        "rpm installs the RPM (depmod runs, status shows it) and erases it leaving nothing",
+        "rpm installs the RPM (depmod runs, the initramfs that lists the module is regenerated, status shows it) and erases it leaving nothing",
         o.ok && o.output.contains(&format!("installed (package kmod-hello-{k})")),
         &o.output,
     );
