@@ -13,7 +13,7 @@
 //! ([`manifest`]), and one build cache shared by two build hosts building
 //! at once ([`shared_cache`]), and native packages of built modules
 //! checked and installed with the real dpkg-deb/dpkg, rpm and pacman
-//! ([`packages`]). Shared helpers
+//! ([`packages`], [`packages_install`]). Shared helpers
 //! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
@@ -28,6 +28,7 @@ mod manifest;
 mod original;
 mod overlay_root;
 mod packages;
+mod packages_install;
 mod pacman;
 mod qemu;
 mod settings;
