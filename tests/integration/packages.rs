@@ -96,7 +96,9 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
     require_root("packages");
     require_tools(
         "packages",
-        &["dpkg-deb", "dpkg", "rpm", "rpm2cpio", "cpio", "pacman", "modinfo"],
+        &[
+            "dpkg-deb", "dpkg", "rpm", "rpm2cpio", "cpio", "pacman", "vercmp", "modinfo",
+        ],
     );
     let ks = test_kernels();
     let (old, new) = (&ks[0], &ks[ks.len() - 1]);
@@ -209,6 +211,24 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
             .any(|l| l.trim() == format!("kmod-vpoll-{new} = 0.1-1")),
         "{requires}"
     );
+    let d_old = w.p("out-rpm-old").display().to_string();
+    let old_meta = named(
+        &written(&w.ok(&["mkrpm", &vpoll, "-k", old, "--output-dir", &d_old])),
+        "kmod-vpoll-0",
+    );
+    let evr = |p: &Path| {
+        run_ok(
+            Command::new("rpm")
+                .args(["-qp", "--qf", "%{VERSION}-%{RELEASE}"])
+                .arg(p),
+        )
+    };
+    let cmp = run_ok(Command::new("rpm").arg("--eval").arg(format!(
+        "%{{lua: print(rpm.vercmp(\"{}\", \"{}\"))}}",
+        evr(&old_meta),
+        evr(&meta)
+    )));
+    assert_eq!(cmp.trim(), "-1", "rpm orders the older kernel's meta package first");
 
     // pacman: the kernel's package must be known (these Debian kernels have no pkgbase)
     let d = w.p("out-pkg");
@@ -252,11 +272,28 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
             "{info}"
         );
     }
-    let info = run_ok(
-        Command::new("pacman")
-            .arg("-Qip")
-            .arg(named(&pkgs, "hello-modules-1.0")),
+    let meta = named(&pkgs, "hello-modules-1.0");
+    let d_old = w.p("out-pkg-old").display().to_string();
+    let old_meta = named(
+        &written(&w.ok(&[
+            "mkpkg",
+            "hello/1.0",
+            "-k",
+            old,
+            "--output-dir",
+            &d_old,
+            "--kernel-package",
+            "linux",
+        ])),
+        "hello-modules-1.0",
     );
+    let ver = |p: &Path| {
+        let q = run_ok(Command::new("pacman").arg("-Qp").arg(p));
+        q.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let cmp = run_ok(Command::new("vercmp").arg(ver(&old_meta)).arg(ver(&meta)));
+    assert_eq!(cmp.trim(), "-1", "pacman orders the older kernel's meta package first");
+    let info = run_ok(Command::new("pacman").arg("-Qip").arg(&meta));
     assert!(info.contains(&format!("hello-modules-{new}=1.0-1")), "{info}");
 }
 
