@@ -5,7 +5,8 @@
 //! in `status`, keeps autoinstall from rebuilding it, and its removal leaves
 //! nothing; an RPM installed with the real rpm does the same (and
 //! regenerates an initramfs that lists the module), and so does a pacman
-//! package with the real pacman.
+//! package with the real pacman (which checks file conflicts before its
+//! pre_install runs, so it takes `--overwrite` over a source install).
 
 use crate::overlay_root::{require_tools, Checks, Root};
 use crate::packages::{named, written};
@@ -166,14 +167,26 @@ fn a_deb_installed_with_dpkg_takes_over_from_the_source_build_and_leaves_nothing
         &o.output,
     );
     let o = root.sh(&format!(
-        "mkdir -p /var/lib/pacman; pacman -U -dd --noconfirm {pkg}; {v}; modsync status; pacman -Qkk hello-modules-{k}; \
+        "mkdir -p /var/lib/pacman; dkms install hello/1.0 -k {k}; \
+         if pacman -U -dd --noconfirm {pkg}; then echo UNEXPECTED; fi; \
+         pacman -U -dd --noconfirm --overwrite '/usr/lib/modules/{k}/updates/dkms/*' {pkg}"
+    ));
+    ck.truth(
+        "pacman refuses a source-installed module's file; with --overwrite its pre_install uninstalls the source build",
+        o.ok && !o.output.contains("UNEXPECTED")
+            && o.output.contains("exists in filesystem")
+            && o.output.contains("gives way to this package"),
+        &o.output,
+    );
+    let o = root.sh(&format!(
+        "{v}; modsync status; pacman -Qkk hello-modules-{k}; \
          pacman -R --noconfirm hello-modules-{k}; {none}; [ ! -e /usr/lib/modsync/packaged/hello/{k} ]; \
          ! grep -q hello /usr/lib/modules/{k}/modules.dep",
         v = crate::overlay_root::vermagic_is("hello", &k),
         none = crate::overlay_root::no_module_file("hello", &k)
     ));
     ck.truth(
-        "pacman installs the package (depmod runs, status shows it, -Qkk finds it intact) and removes it leaving nothing",
+        "the pacman package is in place (depmod ran, status shows it, -Qkk finds it intact); removal leaves nothing",
         o.ok && o.output.contains(&format!("installed (package hello-modules-{k})"))
             && o.output.contains("0 altered files"),
         &o.output,
