@@ -152,7 +152,13 @@ fn kernels(cx: &Cx, t: &Target, m: &str, v: &str, verb: &str) -> Result<Vec<(Str
     let missing: Vec<String> = ks
         .iter()
         .filter(|(k, a)| !cx.tree.is_built(m, v, k, a))
-        .map(|(k, a)| format!("`modsync build {m}/{v} -k {k}/{a}`"))
+        .map(|(k, a)| {
+            if *a == crate::kernel::machine_arch() {
+                format!("`modsync build {m}/{v} -k {k}`")
+            } else {
+                format!("`modsync build {m}/{v} -k {k}/{a}`")
+            }
+        })
         .collect();
     if !missing.is_empty() {
         return Err(fail(

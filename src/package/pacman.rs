@@ -1,4 +1,4 @@
-//! A pacman package written with crates (tar, zstd): `.PKGINFO`,
+//! A pacman package written with crates (tar, zstd): `.PKGINFO`, `.MTREE`,
 //! `.INSTALL` (the scripts as pre_install/post_install/post_remove and
 //! their upgrade forms) and the files, in a `.pkg.tar.zst`.
 
@@ -23,6 +23,44 @@ pub fn pkginfo(p: &Package, size: u64, builddate: u64) -> String {
         }
     }
     s
+}
+
+/// The `.MTREE` text (before compression) of the members, as makepkg's
+/// bsdtar writes it: what `pacman -Qkk` checks the installed files against.
+pub fn mtree(members: &[Member], time: u64) -> Result<String> {
+    use sha2::Digest;
+    let mut s = String::from("#mtree\n/set type=file uid=0 gid=0 mode=644\n");
+    for m in members {
+        match m {
+            Member::Dir(d) => s.push_str(&format!(".{d} time={time}.0 mode=755 type=dir\n")),
+            Member::File(e) => {
+                let b = archive::bytes(e)?;
+                let sha: String = sha2::Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect();
+                let mode = if e.mode == 0o644 {
+                    String::new()
+                } else {
+                    format!(" mode={:o}", e.mode)
+                };
+                let md5: String = openssl::hash::hash(openssl::hash::MessageDigest::md5(), &b)?
+                    .iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect();
+                s.push_str(&format!(
+                    ".{} time={time}.0{mode} size={} md5digest={md5} sha256digest={sha}\n",
+                    e.dest,
+                    b.len()
+                ));
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data)?;
+    Ok(e.finish()?)
 }
 
 /// The file name makepkg would give: `name-pkgver-pkgrel-arch.pkg.tar.zst`.
@@ -55,6 +93,12 @@ pub fn write(p: &Package, dir: &Path) -> Result<PathBuf> {
     }
     let mut members: Vec<Member> = meta.iter().map(Member::File).collect();
     members.extend(archive::members(&p.files));
+    let mtree = Entry {
+        dest: "/.MTREE".into(),
+        content: Content::Bytes(gzip(mtree(&members, archive::mtime())?.as_bytes())?),
+        mode: 0o644,
+    };
+    members.insert(1, Member::File(&mtree));
     let data = archive::tar(&members, "")?;
     let out = dir.join(file_name(p));
     let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a file in {}", dir.display()))?;
