@@ -5,6 +5,7 @@
 //! - [`hook`]: what package-manager hooks ask, and their failure policy;
 //! - [`ops`]: one operation per verb, over one immutable context;
 //! - [`plan`]: pure decisions from facts to jobs; [`run`]: the executor;
+//! - [`package`]: native packages (deb, rpm, pacman) of built modules;
 //! - [`build`], [`install`], [`sign`], [`cache`], [`scripts`]: the effects of one job;
 //! - [`config`], [`state`], [`kernel`]: inputs (dkms.conf, settings, the tree, kernels);
 //! - [`diagnose`]: why a build failed and what to do, from its make.log;
@@ -20,6 +21,7 @@ pub mod hook;
 pub mod install;
 pub mod kernel;
 pub mod ops;
+pub mod package;
 pub mod plan;
 pub mod run;
 pub mod scripts;

@@ -33,9 +33,11 @@ DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms iptable
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
   debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
-  createrepo-c systemd strace dkms logrotate iptables"
+  createrepo-c dpkg-dev makepkg libarchive-tools systemd strace dkms logrotate iptables"
 # iptables: iptables-netflow's configure needs its binary to reach the check
 # of the libxtables-dev headers, which must stay absent (explain.rs)
+# dpkg-dev, makepkg, libarchive-tools: dpkg-scanpackages, and Debian's repo-add
+# (it sources makepkg's shell library and runs bsdtar) for fleet.rs
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"

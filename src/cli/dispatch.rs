@@ -12,6 +12,7 @@ use crate::error::{code, exit_code, fail};
 use crate::kernel::distro::Distro;
 use crate::ops::remove::Teardown;
 use crate::ops::{self, Cx, Options};
+use crate::package::Format;
 use crate::plan::Verb;
 use crate::state::tarball_layout::Content;
 use crate::ui::{Direct, Sink};
@@ -187,7 +188,15 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
     }
     t.kernels = kernels(
         c,
-        !matches!(cmd, Command::Status { .. } | Command::Explain(_) | Command::Log { .. }) && !explicit_kernel,
+        !matches!(
+            cmd,
+            Command::Status { .. }
+                | Command::Explain(_)
+                | Command::Log { .. }
+                | Command::Mkdeb(_)
+                | Command::Mkrpm(_)
+                | Command::Mkpkg(_)
+        ) && !explicit_kernel,
     )?;
     if explicit_kernel && t.kernels.iter().any(|(_, a)| a.is_empty()) {
         t.kernels = t
@@ -260,6 +269,18 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
         }
         Command::Boot { no_load } => ops::boot::boot(&cx, &t, !no_load, &sink),
         Command::Autoinstaller { action, .. } => Ok(ops::autoinstaller::run(&cx, action, &t, &sink)),
+        Command::Mkdeb(p) | Command::Mkrpm(p) | Command::Mkpkg(p) => {
+            let format = match cmd {
+                Command::Mkdeb(_) => Format::Deb,
+                Command::Mkrpm(_) => Format::Rpm,
+                _ => Format::Pacman,
+            };
+            let r = ops::package::Request {
+                output_dir: p.output_dir.clone(),
+                kernel_package: p.kernel_package.clone(),
+            };
+            ops::package::run(&cx, &t, format, &r, &sink)
+        }
         Command::Hook { .. } | Command::GenerateDocs { .. } => unreachable!("handled before"),
     }
 }

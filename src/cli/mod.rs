@@ -1,7 +1,8 @@
 //! The command line: dkms 3.x's actions and options (clap derive), the same
 //! whether the binary is called `dkms` or `modsync`, plus modsync's own
 //! actions (`hook`, `cache`, `secureboot`, `explain`, `log`, `convert`,
-//! `status --json`, `boot`, `autoinstaller`, and the hidden `generate-docs`).
+//! `status --json`, `boot`, `autoinstaller`, `mkdeb`, `mkrpm`, `mkpkg`, and
+//! the hidden `generate-docs`).
 //! [`args`] gives the options dkms's meaning; [`dispatch`] hands them to the
 //! operations; [`manual`] renders the man pages and completions from these
 //! definitions.
@@ -118,6 +119,21 @@ pub struct Common {
     pub no_clean_kernel: bool,
     #[arg(long, global = true, hide = true)]
     pub no_prepare_kernel: bool,
+}
+
+/// What `mkdeb`, `mkrpm` and `mkpkg` take besides -k/--all.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PackageArgs {
+    #[command(flatten)]
+    pub t: Targets,
+    /// Write the packages into DIR (created; default: the module version's
+    /// deb/, rpm/ or pkg/ directory in the DKMS tree).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Depend on this kernel package instead of the distribution's (NAME
+    /// alone: any version).
+    #[arg(long, value_name = "NAME[=VERSION]")]
+    pub kernel_package: Option<String>,
 }
 
 /// Positional arguments: MODULE/VERSION, a source directory, a dkms.conf, a tarball.
@@ -252,6 +268,28 @@ pub enum Command {
         #[arg(value_name = "KERNEL")]
         kernel: Option<String>,
     },
+    /// A .deb per kernel of a built MODULE/VERSION, plus a meta package
+    /// following the newest kernel (modsync's own).
+    ///
+    /// Needs `-k KERNEL...` or `--all`; the module must be built for each
+    /// kernel. Packages `<m>-modules-<K>` (Depends: linux-image-<K>) and
+    /// `<m>-modules`; prints each file written.
+    Mkdeb(PackageArgs),
+    /// An RPM per kernel of a built MODULE/VERSION, plus a meta package
+    /// following the newest kernel (modsync's own).
+    ///
+    /// Needs `-k KERNEL...` or `--all`; the module must be built for each
+    /// kernel. Packages `kmod-<m>-<K>` (Requires: kernel-uname-r = <K>) and
+    /// `kmod-<m>`; prints each file written.
+    Mkrpm(PackageArgs),
+    /// A pacman package per kernel of a built MODULE/VERSION, plus a meta
+    /// package following the newest kernel (modsync's own).
+    ///
+    /// Needs `-k KERNEL...` or `--all`; the module must be built for each
+    /// kernel. Packages `<m>-modules-<K>` (depends on the kernel's package
+    /// named by /usr/lib/modules/<K>/pkgbase, at its installed version) and
+    /// `<m>-modules`; prints each file written.
+    Mkpkg(PackageArgs),
     /// Write the man pages and shell completions into DIR (for packaging).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs { dir: PathBuf },
@@ -285,6 +323,9 @@ impl Command {
             Command::Log { .. } => "log",
             Command::Boot { .. } => "boot",
             Command::Autoinstaller { .. } => "autoinstaller",
+            Command::Mkdeb(_) => "mkdeb",
+            Command::Mkrpm(_) => "mkrpm",
+            Command::Mkpkg(_) => "mkpkg",
             Command::GenerateDocs { .. } => "generate-docs",
         }
     }
@@ -309,6 +350,7 @@ impl Command {
             | Command::Check { t, .. }
             | Command::Status { t, .. }
             | Command::Log { t, .. } => &t.targets,
+            Command::Mkdeb(p) | Command::Mkrpm(p) | Command::Mkpkg(p) => &p.t.targets,
             _ => &[],
         }
     }
@@ -382,6 +424,22 @@ mod tests {
         assert_eq!(c.command.as_ref().unwrap().name(), "mktarball");
         let c = Cli::try_parse_from(["dkms", "ldtarball", "/tmp/x.dkms.tar.gz", "--force"]).unwrap();
         assert_eq!(c.command.as_ref().unwrap().targets(), ["/tmp/x.dkms.tar.gz"]);
+        let c = Cli::try_parse_from([
+            "modsync",
+            "mkrpm",
+            "hello/1.0",
+            "-k",
+            "6.1",
+            "--output-dir",
+            "/tmp/o",
+            "--kernel-package",
+            "kernel-core=6.1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.command, Some(Command::Mkrpm(ref p)) if p.output_dir == Some(PathBuf::from("/tmp/o"))
+                && p.kernel_package.as_deref() == Some("kernel-core=6.1") && p.t.targets == ["hello/1.0"])
+        );
         let c = Cli::try_parse_from(["modsync", "explain", "vpoll/0.1", "-k", "6.12"]).unwrap();
         assert_eq!(c.command.as_ref().unwrap().targets(), ["vpoll/0.1"]);
     }

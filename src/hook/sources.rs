@@ -84,6 +84,13 @@ pub fn refresh_modules(
     let mut jobs = Vec::new();
     for k in &kernels {
         for (m, ver) in &wanted {
+            if let Some(p) = crate::state::packaged::find(&cx.settings.sysconf_root, m, &k.release) {
+                sink.err(&format!(
+                    "modsync: the package {} provides {m} for kernel {}; not built from source",
+                    p.package, k.release
+                ));
+                continue;
+            }
             let e = match cx.evaluate(&cx.conf_path(m, ver), m, ver, k, true, sink) {
                 Ok(e) => e,
                 Err(f) => {

@@ -2,7 +2,8 @@
 //! AUTOINSTALL module, built and installed for one kernel, all at once under
 //! the CPU budget in BUILD_DEPENDS order; modules whose dependency cannot be
 //! met fail (exit 11), those whose dependency is not registered at all are
-//! deferred (dkms 3.4). Also what the package-manager hooks and `boot`
+//! deferred (dkms 3.4). A module that a binary package provides for the
+//! kernel (its marker, [`crate::state::packaged`]) is left alone. Also what the package-manager hooks and `boot`
 //! run; [`registered`] is the tree-only view `boot` decides its no-op from.
 
 use super::build::{after_installs, execute, job, source_of, state};
@@ -13,7 +14,7 @@ use crate::kernel::{version, Kernel};
 use crate::plan::{self, Candidate, Decision, Unmet, Verb};
 use crate::run::Outcome;
 use crate::state::history::{Event, ResultKind};
-use crate::state::SourceState;
+use crate::state::{packaged, SourceState};
 use crate::ui::Sink;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,7 +82,17 @@ pub fn registered(cx: &Cx) -> Registered {
 
 /// Autoinstall for one kernel; `sink` gets the messages. The caller holds the lock.
 pub fn for_kernel(cx: &Cx, k: &Kernel, sink: &dyn Sink) -> Result<Summary> {
-    let Registered { latest, broken } = registered(cx);
+    let Registered { mut latest, broken } = registered(cx);
+    latest.retain(|m, _| match packaged::find(&cx.settings.sysconf_root, m, &k.release) {
+        Some(p) => {
+            sink.out(&format!(
+                "{m}: the package {} provides {m}/{} for kernel {}; not built from source",
+                p.package, p.version, k.release
+            ));
+            false
+        }
+        None => true,
+    });
     for (m, v) in &broken {
         sink.error(&format!(
             "{m}/{v} is broken (its source is gone) and is skipped; reinstall its package, or remove {} by hand",

@@ -23,6 +23,7 @@ pub mod log;
 pub mod manifest;
 pub mod matching;
 pub mod mktarball;
+pub mod package;
 pub mod recover;
 pub mod remove;
 pub mod status;

@@ -11,13 +11,15 @@
 //! in dkms's order (modules, versions, kernels by name), with the
 //! annotations in the wording of the dkms release modsync behaves as. With
 //! `--json`, the same plus the last failed build of each module version,
-//! with the diagnosis the build recorded (why, what to do).
+//! with the diagnosis the build recorded (why, what to do). Modules that a
+//! binary package installed (`modsync mkdeb|mkrpm|mkpkg`) are listed from
+//! their markers as `m/v, K, A: installed (package NAME)`.
 
 use super::Cx;
 use crate::config::settings::Compat;
 use crate::diagnose::{record, Diagnosis};
 use crate::kernel::modinfo;
-use crate::state::{module_file_in, SourceState, Tree};
+use crate::state::{module_file_in, packaged, SourceState, Tree};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,9 @@ pub struct Line {
     /// added, broken, built, installed (failed: only in JSON).
     pub state: &'static str,
     pub notes: Vec<&'static str>,
+    /// The binary package it is installed from (modsync's own; see [`packaged`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
     /// The make.log of a failed build (JSON only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub make_log: Option<PathBuf>,
@@ -45,6 +50,9 @@ impl Line {
             (Some(k), Some(a)) => format!("{}/{}, {k}, {a}: {}", self.module, self.version, self.state),
             _ => format!("{}/{}: {}", self.module, self.version, self.state),
         };
+        if let Some(p) = &self.package {
+            s.push_str(&format!(" (package {p})"));
+        }
         for n in &self.notes {
             s.push_str(&format!(" ({n})"));
         }
@@ -166,8 +174,40 @@ fn notes(cx: &Cx, m: &str, v: &str, k: &str, a: &str, installed: bool) -> Vec<&'
     out
 }
 
-/// The status lines for the filter.
+/// The status lines for the filter: the tree's, then what binary packages
+/// installed (a package's line replaces the tree's line of the same build).
 pub fn collect(cx: &Cx, f: &Filter) -> Listing {
+    let mut l = from_tree(cx, f);
+    for mk in packaged::all(&cx.settings.sysconf_root) {
+        let wanted = f.module.as_ref().is_none_or(|x| *x == mk.module)
+            && f.version.as_ref().is_none_or(|x| *x == mk.version)
+            && f.kernel.as_ref().is_none_or(|x| *x == mk.kernel)
+            && f.arch.as_ref().is_none_or(|x| *x == mk.arch);
+        if !wanted {
+            continue;
+        }
+        let line = Line {
+            module: mk.module.clone(),
+            version: mk.version.clone(),
+            kernel: Some(mk.kernel.clone()),
+            arch: Some(mk.arch.clone()),
+            state: "installed",
+            notes: vec![],
+            package: Some(mk.package.clone()),
+            make_log: None,
+            diagnosis: None,
+        };
+        match l.lines.iter_mut().find(|x| {
+            (&x.module, &x.version, &x.kernel, &x.arch) == (&line.module, &line.version, &line.kernel, &line.arch)
+        }) {
+            Some(x) => *x = line,
+            None => l.lines.push(line),
+        }
+    }
+    l
+}
+
+fn from_tree(cx: &Cx, f: &Filter) -> Listing {
     let mut l = Listing::default();
     for (m, v) in cx.tree.combos() {
         if f.module.as_ref().is_some_and(|x| *x != m) || f.version.as_ref().is_some_and(|x| *x != v) {
@@ -180,6 +220,7 @@ pub fn collect(cx: &Cx, f: &Filter) -> Listing {
             arch: arch.map(str::to_string),
             state,
             notes,
+            package: None,
             make_log: None,
             diagnosis: None,
         };
@@ -240,6 +281,7 @@ pub fn failures(cx: &Cx, f: &Filter) -> Vec<Line> {
                 arch: Some(a.to_string()),
                 state: "failed",
                 notes: vec![],
+                package: None,
                 make_log: Some(base.join(&ka).join("make.log")),
                 diagnosis: record::read(&base.join(&ka)),
             });
@@ -326,10 +368,20 @@ mod tests {
                 "Original modules exist",
                 "Differences between built and installed modules",
             ],
+            package: None,
             make_log: None,
             diagnosis: None,
         };
         assert_eq!(l.render(), "foo/1.0, 6.1.0-56-amd64, x86_64: installed (Original modules exist) (Differences between built and installed modules)");
+        let p = Line {
+            package: Some("foo-modules-6.1".into()),
+            notes: vec![],
+            ..l.clone()
+        };
+        assert_eq!(
+            p.render(),
+            "foo/1.0, 6.1.0-56-amd64, x86_64: installed (package foo-modules-6.1)"
+        );
         l.kernel = None;
         l.arch = None;
         l.state = "added";

@@ -18,6 +18,7 @@
 pub mod history;
 pub mod journal;
 pub mod lock;
+pub mod packaged;
 pub mod record;
 pub mod tarball_layout;
 

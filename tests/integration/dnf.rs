@@ -65,7 +65,7 @@ fn dnf_plugin_builds_and_drops_modules() {
 /// -> (`6.1.0`, `56_amd64`). rpm forbids '-' in both, so the fallback
 /// VERSION-RELEASE.ARCH can never be K itself: the plugin and the engine must
 /// take K from the paths the packages own.
-fn rpm_version_release(k: &str) -> (String, String) {
+pub fn rpm_version_release(k: &str) -> (String, String) {
     match k.split_once('-') {
         Some((v, r)) => (v.to_string(), r.replace('-', "_")),
         None => (k.to_string(), "1".to_string()),

@@ -11,9 +11,13 @@
 //! ([`explain`]), the boot-time safety net and dkms's autoinstaller path
 //! ([`boot`]), modsync.toml manifests converted from real dkms.conf files
 //! ([`manifest`]), and one build cache shared by two build hosts building
-//! at once ([`shared_cache`]), and tarballs made and loaded by modsync and
-//! the real dkms, hostile ones refused ([`tarball`]). Shared helpers
-//! are in [`support`]. Prerequisites come from `tests/setup.sh`; a
+//! at once ([`shared_cache`]), tarballs made and loaded by modsync and
+//! the real dkms, hostile ones refused ([`tarball`]), native packages of
+//! built modules checked and installed with the real dpkg-deb/dpkg, rpm and
+//! pacman ([`packages`], [`packages_install`]), and module packages exported
+//! by a build host and installed on compiler-less apt, dnf, rpm and pacman
+//! targets, loaded under qemu ([`fleet`]). Shared helpers are in
+//! [`support`], [`guest`] (qemu boots) and [`fleet_support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
 mod apt;
@@ -22,11 +26,16 @@ mod check;
 mod dnf;
 mod engine;
 mod explain;
+mod fleet;
+mod fleet_support;
+mod guest;
 mod history;
 mod hostile;
 mod manifest;
 mod original;
 mod overlay_root;
+mod packages;
+mod packages_install;
 mod pacman;
 mod qemu;
 mod settings;

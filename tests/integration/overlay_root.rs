@@ -97,6 +97,12 @@ impl Root {
         assert!(st.success(), "cp -a {} {}", src.display(), dest.display());
     }
 
+    /// Where PATH inside the root is on the host, for a file the root
+    /// wrote (files of the host itself that the root only read are not there).
+    pub fn written(&self, path: &str) -> PathBuf {
+        self.upper.join(path.trim_start_matches('/'))
+    }
+
     /// Runs a bash script (`-e -o pipefail`) as root inside the root.
     pub fn run(&self, script: &str) -> Outcome {
         let out = Command::new("unshare")
