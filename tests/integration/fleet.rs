@@ -16,14 +16,15 @@
 //!   `dnf upgrade`, `dnf remove`;
 //! - rpm: `rpm --root -i` of the produced files themselves, `rpm -e`;
 //! - pacman: `pacman --root -Sy` with a pacman.conf naming only the repo-add
-//!   repository, later `pacman -Syu`, `pacman -R`.
+//!   repository, `pacman -R` (not the kernel upgrade: `pacman -Syu` after
+//!   the K1 export is refused today, see README "Fleet").
 //!
 //! What it proves: each module package pulls in its kernel's package;
 //! installed, the signed .ko is at its path, depmod ran in the target
 //! (modules.dep names it) and the marker is there; the copies from every
 //! target load in the real K0 kernel under qemu (and unload); after the
-//! build host exports for K1, each target's usual upgrade brings K1's
-//! packages and keeps K0's (apt, dnf), and the K1 copies load in the real K1
+//! build host exports for K1, the apt and dnf targets' usual upgrade brings
+//! K1's packages and keeps K0's, and the K1 copies load in the real K1
 //! kernel; removal leaves no module file, no marker and no modules.dep line;
 //! `dpkg-deb -c`, `rpm -qpl`, `pacman -Qlp` list exactly the module file and
 //! the marker (and nothing for the meta packages).
@@ -248,15 +249,10 @@ fn upgrade(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
             dnf("/targets/dnf")
         )),
     );
-    ck.cmd(
-        "pacman target: pacman -Syu brings linux-e2e 2-1 and the K1 module packages",
-        &root.sh(&format!(
-            "{p} -Syu && {q} -Q linux-e2e | grep -qx 'linux-e2e 2-1'",
-            p = pacman("/targets/pacman"),
-            q = pacman_q("/targets/pacman")
-        )),
-    );
-    for (t, fmt) in [TARGETS[0], TARGETS[1], TARGETS[3]] {
+    // Not the pacman target: its per-kernel package depends on the exact
+    // kernel package version, and an Arch kernel package holds one kernel, so
+    // `pacman -Syu` after the K1 export is refused today (README, "Fleet").
+    for (t, fmt) in [TARGETS[0], TARGETS[1]] {
         check_installed(root, ck, t, fmt, k1);
     }
     for (t, fmt) in [TARGETS[0], TARGETS[1]] {
@@ -288,7 +284,7 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
         (files, loads)
     };
     let (f0, l0) = plan(k0, &["apt", "dnf", "rpm", "pacman"]);
-    let (f1, l1) = plan(k1, &["apt", "dnf", "pacman"]);
+    let (f1, l1) = plan(k1, &["apt", "dnf"]);
     let vmlinuz = |k: &str| image_dir(k).join(format!("boot/vmlinuz-{k}"));
     let (v0, v1) = (vmlinuz(k0), vmlinuz(k1));
     let (b0, b1) = std::thread::scope(|s| {
@@ -298,7 +294,7 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
     });
     for (k, b, targets) in [
         (k0, b0, ["apt", "dnf", "rpm", "pacman"].as_slice()),
-        (k1, b1, &["apt", "dnf", "pacman"]),
+        (k1, b1, &["apt", "dnf"]),
     ] {
         let b = match b {
             Ok(b) => b,
