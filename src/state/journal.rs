@@ -110,11 +110,19 @@ impl Journal {
     }
 
     /// Notes that kernel `k` needs depmod.
+    /// The mark is an empty file, created in place: installs running at
+    /// once in one process may all mark the same kernel (a shared
+    /// temporary name would collide).
     pub fn mark_depmod(&self, k: &str) -> Result<()> {
         self.ensure()?;
-        if !self.mark(k).exists() {
-            write_atomic(&self.mark(k), b"", 0o644)?;
-        }
+        let mark = self.mark(k);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&mark)
+            .with_context(|| format!("writing {}", mark.display()))?;
+        sync_dir(&self.dir);
         Ok(())
     }
 
@@ -173,6 +181,22 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_threads_mark_one_kernel() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::new(d.path());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        j.mark_depmod("6.1.0-56-amd64").unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(j.depmod_pending(), ["6.1.0-56-amd64"]);
+    }
 
     #[test]
     fn entries_survive_until_finished() {
