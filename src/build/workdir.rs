@@ -144,8 +144,9 @@ pub fn run(wd: &Workdir, step: &Step, log: &mut File) -> Result<i32> {
 /// calls; false when either fails (errno says why).
 ///
 /// # Safety
-/// Called between fork and exec only.
-unsafe fn private_namespace(root: &CString) -> bool {
+/// Called between fork and exec, or by a process whose mounts are its own
+/// business (`modsync check`).
+pub(crate) unsafe fn private_namespace(root: &CString) -> bool {
     // SAFETY: the caller is the forked child; both calls are syscalls.
     unsafe {
         libc::unshare(libc::CLONE_NEWNS) == 0

@@ -141,14 +141,7 @@ fn headers_at_lib_modules(scratch: &Path, release: &str, headers: &Path) -> Resu
     // SAFETY: plain syscalls on valid C strings; the new namespace is this
     // process's alone, and the builds it starts inherit it.
     let mounted = unsafe {
-        libc::unshare(libc::CLONE_NEWNS) == 0
-            && libc::mount(
-                std::ptr::null(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) == 0
+        crate::build::workdir::private_namespace(&root)
             && libc::mount(
                 c"overlay".as_ptr(),
                 target.as_ptr(),

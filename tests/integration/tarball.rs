@@ -11,11 +11,10 @@
 //! checks with the real dkms are per kernel.
 
 use crate::support::{
-    dkms_source, lines_about, require, require_root, run, run_ok, test_kernels, version_of, Out, World, ARCH,
+    dkms_source, lines_about, require, require_root, run, run_ok, snapshot, test_kernels, version_of, Out, World, ARCH,
 };
-use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 const DKMS: &str = "/usr/sbin/dkms";
@@ -245,28 +244,6 @@ fn source_only_and_binaries_only_tarballs_round_trip() {
     );
     w3.ok(&["install", "hello/1.0", "-k", &ks[1]]);
     assert!(w3.installed_ko(&ks[1], "hello").is_some());
-}
-
-/// Every path under `root` with its type, mode, size and content hash.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .flatten()
-        .filter(|e| !e.path().ends_with(".modsync/lock"))
-        .map(|e| {
-            let md = e.path().symlink_metadata().unwrap();
-            let what = if md.is_file() {
-                let data = std::fs::read(e.path()).unwrap();
-                let h = data
-                    .iter()
-                    .fold(0u64, |h, b| h.wrapping_mul(1099511628211).wrapping_add(*b as u64));
-                format!("file {:o} {} {h:x}", md.mode(), data.len())
-            } else {
-                format!("{:?} {:o}", md.file_type(), md.mode())
-            };
-            (e.path().strip_prefix(root).unwrap().to_path_buf(), what)
-        })
-        .collect()
 }
 
 #[test]
