@@ -204,7 +204,21 @@ fn plan(cx: &Cx, t: &Target, f: Format, r: &Request) -> Result<(String, String, 
         {
             newest = Some((k.clone(), pkgs.len()));
         }
-        pkgs.push(package::kernel_package(f, &b, dep, &modules_root));
+        let p = package::kernel_package(f, &b, dep, &modules_root);
+        if let Some(same) = pkgs.iter().position(|q: &Package| q.name == p.name) {
+            return Err(fail(
+                code::USAGE,
+                format!(
+                    "kernels {} and {k} would both go into the package {}: an Arch kernel package holds one kernel, \
+                     so its module package does too; nothing was written. Run {} once per kernel (with that \
+                     kernel's --kernel-package)",
+                    ks[same].0,
+                    p.name,
+                    f.verb()
+                ),
+            ));
+        }
+        pkgs.push(p);
     }
     let (nk, i) = newest.expect("one kernel at least");
     let meta = package::meta_package(f, &m, &v, &nk, &pkgs[i]);

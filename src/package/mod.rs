@@ -10,6 +10,12 @@
 //! ([`crate::state::packaged`]) and the scripts ([`scripts`]); plus one
 //! meta package that depends on the newest kernel's package, its version
 //! carrying that kernel so a newer kernel's meta package is an upgrade.
+//!
+//! deb and rpm install several kernels side by side, so their per-kernel
+//! packages are named for K (`hello-modules-K`, `kmod-hello-K`). An Arch
+//! kernel package holds one kernel at a time and its upgrade replaces it, so
+//! pacman's is named for the kernel's package (`hello-modules-linux`) and
+//! its version carries K: the module package is upgraded with the kernel.
 
 pub mod archive;
 pub mod deb;
@@ -139,15 +145,30 @@ pub struct Built {
     pub files: Vec<BuiltFile>,
 }
 
-/// The per-kernel package's name.
-pub fn kernel_package_name(f: Format, module: &str, kernel: &str) -> String {
+/// The per-kernel package's name: for kernel K (deb, rpm), for the
+/// kernel's package `kernel_dep` (pacman).
+pub fn kernel_package_name(f: Format, module: &str, kernel: &str, kernel_dep: &Dep) -> String {
     names::name(
         f,
         &match f {
             Format::Rpm => format!("kmod-{module}-{kernel}"),
-            Format::Deb | Format::Pacman => format!("{module}-modules-{kernel}"),
+            Format::Deb => format!("{module}-modules-{kernel}"),
+            Format::Pacman => format!("{module}-modules-{}", kernel_dep.name),
         },
     )
+}
+
+/// A per-kernel package's version: the module's (deb, rpm), the module's
+/// then the kernel's for pacman, whose package follows its kernel's upgrades.
+fn kernel_package_version(f: Format, module_version: &str, kernel: &str) -> String {
+    match f {
+        Format::Deb | Format::Rpm => names::version(f, module_version),
+        Format::Pacman => format!(
+            "{}+{}",
+            names::version(f, module_version),
+            names::kernel_component(f, kernel)
+        ),
+    }
 }
 
 /// The meta package's name.
@@ -192,7 +213,7 @@ fn dirs_below(top: &str, dir: &str) -> Vec<String> {
 /// The package of one build: the files under `modules_root/K/<location>`,
 /// the marker, the scripts; depending on the kernel's package.
 pub fn kernel_package(f: Format, b: &Built, kernel_dep: Dep, modules_root: &str) -> Package {
-    let name = kernel_package_name(f, &b.module, &b.kernel);
+    let name = kernel_package_name(f, &b.module, &b.kernel, &kernel_dep);
     let kdir = format!("{}/{}", modules_root.trim_end_matches('/'), b.kernel);
     let mut dirs: Vec<String> = Vec::new();
     let mut files = Vec::new();
@@ -239,7 +260,7 @@ pub fn kernel_package(f: Format, b: &Built, kernel_dep: Dep, modules_root: &str)
         package: name.clone(),
     });
     Package {
-        version: names::version(f, &b.version),
+        version: kernel_package_version(f, &b.version, &b.kernel),
         release: if f == Format::Deb { String::new() } else { "1".into() },
         arch: names::arch(f, &b.arch),
         summary: format!("{} {} kernel modules for Linux {}", b.module, b.version, b.kernel),
@@ -352,6 +373,27 @@ mod tests {
             ("kmod-hello-6.1.0-56-amd64", "1.0-1")
         );
         assert_eq!(r.depends, [Dep::parse("kernel-uname-r=6.1.0-56-amd64")]);
+    }
+
+    #[test]
+    fn a_pacman_package_is_named_for_the_kernel_package_and_upgraded_with_it() {
+        let dep = Dep::parse("linux-lts=6.1.56-1");
+        let old = kernel_package(Format::Pacman, &built("6.1.54-1-lts"), dep.clone(), "/usr/lib/modules");
+        let new = kernel_package(Format::Pacman, &built("6.1.56-1-lts"), dep.clone(), "/usr/lib/modules");
+        assert_eq!(
+            (old.name.as_str(), new.name.as_str()),
+            ("hello-modules-linux-lts", "hello-modules-linux-lts")
+        );
+        assert_eq!(new.full_version(), "1.0+6.1.56_1_lts-1");
+        assert_eq!(new.depends, [dep]);
+        assert_eq!(
+            crate::kernel::version::compare(&old.full_version(), &new.full_version()),
+            std::cmp::Ordering::Less
+        );
+        assert_eq!(
+            new.files[0].dest,
+            "/usr/lib/modules/6.1.56-1-lts/updates/dkms/hello.ko.xz"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! modules belongs in the initramfs (named in the generator's configuration
 //! or already in the image, as [`crate::install::initramfs`] decides), the
 //! image is regenerated with the distribution's tool. No command in them
-//! can fail the package manager's transaction. Pure.
+//! can fail the package manager's transaction. pacman's upgrade also
+//! tidies the kernel it replaced (see [`forget_replaced`]). Pure.
 
 /// What the scripts are about. Every value is a checked name (no quote or
 /// shell character can be in it); they are still single-quoted.
@@ -27,6 +28,8 @@ pub struct Scripts {
     pub pre_install: String,
     pub post_install: String,
     pub post_remove: String,
+    /// After a pacman upgrade, for the kernel the upgrade replaced.
+    pub forget_replaced: String,
 }
 
 fn q(s: &str) -> String {
@@ -88,12 +91,62 @@ fi
     )
 }
 
+/// A pacman module package follows its kernel package, whose upgrade
+/// replaces the old kernel: the old kernel's depmod output still names the
+/// modules the upgrade took away. Where that kernel is still there, depmod
+/// runs for it; where it left with its package (no `modules.builtin`, no
+/// `kernel/`), the depmod output is all that is left of it and goes, with
+/// the directories left empty (the next module package's upgrade removes
+/// what an earlier one could not while its files were still there).
+fn forget_replaced(f: &ScriptFacts) -> String {
+    let patterns: Vec<String> = f.names.iter().map(|n| n.replace(['-', '_'], "[-_]")).collect();
+    format!(
+        r#"kver={k} root={root}
+for d in "$root"/*/; do
+    d=${{d%/}}; old=${{d##*/}}
+    [ "$old" != "$kver" ] || continue
+    names_ours() {{ grep -Eq "(^|/)({names})\.ko[^:]*:" "$d/modules.dep"; }}
+    if [ -e "$d/modules.builtin" ] || [ -d "$d/kernel" ]; then
+        if [ -f "$d/modules.dep" ] && names_ours && command -v depmod >/dev/null 2>&1; then
+            depmod -a "$old" || true
+        fi
+    else
+        if [ ! -f "$d/modules.dep" ] || names_ours; then
+            for o in {outputs}; do rm -f "$d/$o"; done
+        fi
+        rmdir "$d/updates/dkms" "$d/updates" "$d" 2>/dev/null || true
+    fi
+done
+"#,
+        k = q(&f.kernel),
+        root = q(&f.modules_root),
+        names = patterns.join("|"),
+        outputs = DEPMOD_OUTPUTS.join(" "),
+    )
+}
+
+/// What depmod writes in a kernel's module directory.
+const DEPMOD_OUTPUTS: [&str; 11] = [
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.softdep",
+    "modules.weakdep",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.devname",
+];
+
 /// The scripts of a per-kernel package.
 pub fn scripts(f: &ScriptFacts) -> Scripts {
     Scripts {
         pre_install: pre_install(f),
         post_install: refresh(f),
         post_remove: refresh(f),
+        forget_replaced: forget_replaced(f),
     }
 }
 
@@ -109,7 +162,7 @@ pub fn pacman_install(s: &Scripts) -> String {
     out.push_str(&f("pre_install", &s.pre_install));
     out.push_str(&f("pre_upgrade", &s.pre_install));
     out.push_str(&f("post_install", &s.post_install));
-    out.push_str(&f("post_upgrade", &s.post_install));
+    out.push_str(&f("post_upgrade", &format!("{}{}", s.post_install, s.forget_replaced)));
     out.push_str(&f("post_remove", &s.post_remove));
     out
 }
@@ -166,5 +219,52 @@ mod tests {
                 .unwrap();
             assert!(st.success(), "{body}");
         }
+    }
+
+    #[test]
+    fn a_pacman_upgrade_forgets_the_kernel_it_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("modules");
+        let bin = t.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let depmod = bin.join("depmod");
+        std::fs::write(
+            &depmod,
+            format!("#!/bin/sh\necho \"$@\" >> {}/depmod.log\n", t.path().display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&depmod, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let dep = "updates/dkms/hello.ko.xz:\nkernel/foo.ko:\n";
+        for (k, builtin, deps) in [
+            ("gone", false, dep),
+            ("kept", true, dep),
+            ("other", false, "kernel/x.ko:\n"),
+        ] {
+            let d = root.join(k);
+            std::fs::create_dir_all(d.join("updates/dkms")).unwrap();
+            std::fs::write(d.join("modules.dep"), deps).unwrap();
+            std::fs::write(d.join("modules.alias"), "").unwrap();
+            if builtin {
+                std::fs::write(d.join("modules.builtin"), "").unwrap();
+            }
+        }
+        let f = ScriptFacts {
+            modules_root: root.display().to_string(),
+            kernel: "new".into(),
+            ..facts()
+        };
+        let st = std::process::Command::new("sh")
+            .args(["-e", "-c", &forget_replaced(&f)])
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(
+            !root.join("gone").exists(),
+            "the departed kernel's depmod output is gone"
+        );
+        assert!(root.join("kept/modules.dep").exists() && root.join("other/modules.dep").exists());
+        let log = std::fs::read_to_string(t.path().join("depmod.log")).unwrap();
+        assert_eq!(log, "-a kept\n", "depmod runs for the kernel that is still there only");
     }
 }

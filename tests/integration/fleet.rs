@@ -16,16 +16,16 @@
 //!   `dnf upgrade`, `dnf remove`;
 //! - rpm: `rpm --root -i` of the produced files themselves, `rpm -e`;
 //! - pacman: `pacman --root -Sy` with a pacman.conf naming only the repo-add
-//!   repository, `pacman -R` (not the kernel upgrade: `pacman -Syu` after
-//!   the K1 export is refused today, see README "Fleet").
+//!   repository, later `pacman -Syu` (the kernel package holds one kernel:
+//!   K1's packages replace K0's), `pacman -R`.
 //!
 //! What it proves: each module package pulls in its kernel's package;
 //! installed, the signed .ko is at its path, depmod ran in the target
 //! (modules.dep names it) and the marker is there; the copies from every
 //! target load in the real K0 kernel under qemu (and unload); after the
 //! build host exports for K1, the apt and dnf targets' usual upgrade brings
-//! K1's packages and keeps K0's, and the K1 copies load in the real K1
-//! kernel; removal leaves no module file, no marker and no modules.dep line;
+//! K1's packages and keeps K0's, the pacman target's replaces K0 (nothing of
+//! it left), and the K1 copies load in the real K1 kernel; removal leaves no module file, no marker and no modules.dep line;
 //! `dpkg-deb -c`, `rpm -qpl`, `pacman -Qlp` list exactly the module file and
 //! the marker (and nothing for the meta packages).
 //!
@@ -43,6 +43,8 @@ const TEST: &str = "fleet::build_once_install_everywhere";
 const MODS: [(&str, &str); 2] = [("hello", "1.0"), ("vpoll", "0.1")];
 /// The targets: name (its root is /targets/NAME) and the format it takes.
 const TARGETS: [(&str, &str); 4] = [("apt", "deb"), ("dnf", "rpm"), ("rpm", "rpm"), ("pacman", "pkg")];
+/// Where the pacman target's K0 modules are kept once its upgrade replaced them.
+const SAVED: &str = "/srv/fleet/pacman-k0";
 
 #[test]
 fn build_once_install_everywhere() {
@@ -99,6 +101,11 @@ fn build_once_install_everywhere() {
     for (t, fmt) in TARGETS {
         check_installed(&root, &mut ck, t, fmt, &k0);
     }
+    // the pacman target's upgrade replaces K0: keep its copies for the boot
+    root.must(
+        "keep the pacman target's K0 modules",
+        &format!("mkdir -p {SAVED} && cp -a /targets/pacman/usr/lib/modules/{k0} {SAVED}/"),
+    );
 
     // --- K1: the build host exports first, the targets upgrade ---
     export(&root, &mut ck, &k1, 2);
@@ -249,19 +256,31 @@ fn upgrade(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
             dnf("/targets/dnf")
         )),
     );
-    // Not the pacman target: its per-kernel package depends on the exact
-    // kernel package version, and an Arch kernel package holds one kernel, so
-    // `pacman -Syu` after the K1 export is refused today (README, "Fleet").
-    for (t, fmt) in [TARGETS[0], TARGETS[1]] {
+    ck.cmd(
+        "pacman target: pacman -Syu brings linux-e2e for K1 and the K1 module packages",
+        &root.sh(&format!(
+            "{p} -Syu && {q} -Q linux-e2e | grep -qx 'linux-e2e 2-1'",
+            p = pacman("/targets/pacman"),
+            q = pacman_q("/targets/pacman")
+        )),
+    );
+    for (t, fmt) in [TARGETS[0], TARGETS[1], TARGETS[3]] {
         check_installed(root, ck, t, fmt, k1);
     }
     for (t, fmt) in [TARGETS[0], TARGETS[1]] {
         check_installed(root, ck, t, fmt, k0);
     }
+    ck.cmd(
+        "pacman target: nothing of K0 is left (its kernel package gave way to K1's, the module packages too)",
+        &root.sh(&format!(
+            "t=/targets/pacman; ! [ -e $t/usr/lib/modules/{k0} ] && ! [ -e $t/usr/lib/modsync/packaged/hello/{k0} ] || \
+             {{ find $t/usr/lib/modules/{k0} $t/usr/lib/modsync; exit 1; }}"
+        )),
+    );
 }
 
-/// Boots K0 with every target's K0 copies and K1 with the upgraded
-/// targets' K1 copies (at once, one vCPU each); each copy loads and unloads.
+/// Boots K0 with every target's K0 copies (the pacman target's as kept
+/// before its upgrade) and K1 with the upgraded targets' K1 copies (at once, one vCPU each); each copy loads and unloads.
 fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
     ck.progress("qemu: booting both kernels");
     let work = tempfile::tempdir().expect("tempdir");
@@ -269,9 +288,12 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
         let (mut files, mut loads) = (Vec::new(), Vec::new());
         for t in targets {
             for (m, _) in MODS {
-                let found = root.run(&format!(
-                    "find /targets/{t}/usr/lib/modules/{k} -name '{m}.ko*' 2>/dev/null | head -1"
-                ));
+                let dir = if *t == "pacman" && k == k0 {
+                    format!("{SAVED}/{k}")
+                } else {
+                    format!("/targets/{t}/usr/lib/modules/{k}")
+                };
+                let found = root.run(&format!("find {dir} -name '{m}.ko*' 2>/dev/null | head -1"));
                 let path = found.output.trim();
                 if !path.starts_with('/') {
                     continue;
@@ -284,7 +306,7 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
         (files, loads)
     };
     let (f0, l0) = plan(k0, &["apt", "dnf", "rpm", "pacman"]);
-    let (f1, l1) = plan(k1, &["apt", "dnf"]);
+    let (f1, l1) = plan(k1, &["apt", "dnf", "pacman"]);
     let vmlinuz = |k: &str| image_dir(k).join(format!("boot/vmlinuz-{k}"));
     let (v0, v1) = (vmlinuz(k0), vmlinuz(k1));
     let (b0, b1) = std::thread::scope(|s| {
@@ -294,7 +316,7 @@ fn boot_both(root: &Root, ck: &mut Checks, k0: &str, k1: &str) {
     });
     for (k, b, targets) in [
         (k0, b0, ["apt", "dnf", "rpm", "pacman"].as_slice()),
-        (k1, b1, &["apt", "dnf"]),
+        (k1, b1, &["apt", "dnf", "pacman"]),
     ] {
         let b = match b {
             Ok(b) => b,

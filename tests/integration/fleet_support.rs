@@ -190,7 +190,7 @@ printf 'pkgname = linux-e2e\npkgbase = linux-e2e\npkgver = %s-1\npkgdesc = fleet
 /// Shell: (re)indexes the three repositories with the distributions' tools.
 pub const INDEX: &str = r#"cd /srv/repo/deb && dpkg-scanpackages --multiversion . > Packages 2>/dev/null && gzip -kf Packages
 createrepo_c -q --update /srv/repo/rpm
-cd /srv/repo/pkg && rm -f fleet.db* fleet.files* && repo-add -q fleet.db.tar.gz ./*.pkg.tar.zst
+cd /srv/repo/pkg && rm -f fleet.db* fleet.files* && repo-add -q -p fleet.db.tar.gz ./*.pkg.tar.zst
 "#;
 
 /// Shell: points each target's own package manager at its repository only.
@@ -215,6 +215,8 @@ pub fn configure_targets(apt: &str, dnf_targets: &[&str], pacman_target: &str) -
 pub fn package_names(fmt: &str, m: &str, k: &str) -> (String, String) {
     match fmt {
         "rpm" => (format!("kmod-{m}-{k}"), format!("kmod-{m}")),
+        // pacman's is named for the kernel's package, which holds one kernel
+        "pkg" => (format!("{m}-modules-linux-e2e"), format!("{m}-modules")),
         _ => (format!("{m}-modules-{k}"), format!("{m}-modules")),
     }
 }

@@ -240,7 +240,8 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
         !d.exists() || fs::read_dir(&d).unwrap().next().is_none(),
         "written despite the error"
     );
-    let o = w.ok(&args(
+    // an Arch kernel package holds one kernel: two kernels for one package are refused
+    let o = w.modsync(&args(
         &[
             "mkpkg",
             "hello/1.0",
@@ -251,9 +252,33 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
         ],
         &kargs,
     ));
-    let pkgs = written(&o);
-    for k in &ks {
-        let pkg = named(&pkgs, &format!("hello-modules-{k}-"));
+    assert_ne!(o.code, 0, "{}", o.show());
+    assert!(o.stderr.contains("once per kernel"), "{}", o.show());
+    assert!(
+        !d.exists() || fs::read_dir(&d).unwrap().next().is_none(),
+        "written despite the error"
+    );
+    // one kernel at a time, each the generation of the package `linux` that holds it
+    let ver = |p: &Path| {
+        let q = run_ok(Command::new("pacman").arg("-Qp").arg(p));
+        q.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let mut made = Vec::new();
+    for (i, k) in ks.iter().enumerate() {
+        let dk = w.p(&format!("out-pkg-{i}")).display().to_string();
+        let kp = format!("linux={}-1", i + 1);
+        let pkgs = written(&w.ok(&[
+            "mkpkg",
+            "hello/1.0",
+            "-k",
+            k,
+            "--output-dir",
+            &dk,
+            "--kernel-package",
+            &kp,
+        ]));
+        let pkg = named(&pkgs, "hello-modules-linux-");
+        let meta = named(&pkgs, "hello-modules-1.0");
         let listing = run_ok(Command::new("pacman").arg("-Qlp").arg(&pkg));
         assert_eq!(
             listed_files(&listing, 1),
@@ -263,7 +288,7 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
         let info = run_ok(Command::new("pacman").arg("-Qip").arg(&pkg));
         assert!(
             info.lines()
-                .any(|l| l.starts_with("Depends On") && l.ends_with(": linux=6.1.0-1")),
+                .any(|l| l.starts_with("Depends On") && l.ends_with(&format!(": {kp}"))),
             "{info}"
         );
         assert!(
@@ -271,30 +296,20 @@ fn packages_hold_the_build_its_dependencies_and_scripts() {
                 .any(|l| l.starts_with("Install Script") && l.ends_with(": Yes")),
             "{info}"
         );
+        let meta_info = run_ok(Command::new("pacman").arg("-Qip").arg(&meta));
+        assert!(
+            meta_info.contains(&format!("hello-modules-linux={}", ver(&pkg))),
+            "{meta_info}"
+        );
+        made.push((ver(&pkg), ver(&meta)));
     }
-    let meta = named(&pkgs, "hello-modules-1.0");
-    let d_old = w.p("out-pkg-old").display().to_string();
-    let old_meta = named(
-        &written(&w.ok(&[
-            "mkpkg",
-            "hello/1.0",
-            "-k",
-            old,
-            "--output-dir",
-            &d_old,
-            "--kernel-package",
-            "linux",
-        ])),
-        "hello-modules-1.0",
-    );
-    let ver = |p: &Path| {
-        let q = run_ok(Command::new("pacman").arg("-Qp").arg(p));
-        q.split_whitespace().nth(1).unwrap().to_string()
-    };
-    let cmp = run_ok(Command::new("vercmp").arg(ver(&old_meta)).arg(ver(&meta)));
-    assert_eq!(cmp.trim(), "-1", "pacman orders the older kernel's meta package first");
-    let info = run_ok(Command::new("pacman").arg("-Qip").arg(&meta));
-    assert!(info.contains(&format!("hello-modules-{new}=1.0-1")), "{info}");
+    for pair in made.windows(2) {
+        for (a, b) in [(&pair[0].0, &pair[1].0), (&pair[0].1, &pair[1].1)] {
+            let cmp = run_ok(Command::new("vercmp").arg(a).arg(b));
+            assert_eq!(cmp.trim(), "-1", "pacman upgrades {a} to {b} (the newer kernel's)");
+        }
+    }
+    assert!(made[0].0.starts_with("1.0+"), "{made:?}");
 }
 
 #[test]
