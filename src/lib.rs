@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod guard;
 pub mod hook;
 pub mod install;
 pub mod kernel;

@@ -205,7 +205,7 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             .map(|(k, a)| (k, if a.is_empty() { crate::kernel::machine_arch() } else { a }))
             .collect();
     }
-    match cmd {
+    let res = match cmd {
         Command::Add(_) if archive.is_some() && t.module.is_none() && t.source_dir.is_none() => {
             ops::remove::no_all(&t, "add")?;
             ops::ldtarball::run(&cx, archive.as_deref(), &t.kernels, &sink)
@@ -281,8 +281,24 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             };
             ops::package::run(&cx, &t, format, &r, &sink)
         }
+        Command::BootGuard { json, lift } => ops::guard::run(&cx, *json, *lift, &sink),
         Command::Hook { .. } | Command::GenerateDocs { .. } => unreachable!("handled before"),
+    };
+    // what boots next follows what is installed now, failures included
+    let changes_modules = matches!(
+        cmd,
+        Command::Install(_)
+            | Command::Uninstall(_)
+            | Command::Remove(_)
+            | Command::Autoinstall(_)
+            | Command::KernelPostinst(_)
+            | Command::KernelPrerm(_)
+            | Command::Boot { .. }
+    );
+    if changes_modules && ops::require_root().is_ok() {
+        crate::guard::after_change(&cx, &sink);
     }
+    res
 }
 
 /// `generate_mok`: the signing key and certificate, created when missing.

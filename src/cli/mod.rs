@@ -256,6 +256,20 @@ pub enum Command {
         #[arg(long)]
         no_load: bool,
     },
+    /// The boot guard (modsync's own): shows the hold in force, after checking
+    /// again whether the newest kernel has every module the system depends on.
+    ///
+    /// When it lacks one, the boot loader keeps booting the newest kernel that has
+    /// them all; the hooks, install and autoinstall run this by themselves.
+    #[command(name = "boot-guard")]
+    BootGuard {
+        /// Print the hold as JSON (`null` when none).
+        #[arg(long)]
+        json: bool,
+        /// Undo the hold (what packaging runs when modsync is removed).
+        #[arg(long)]
+        lift: bool,
+    },
     /// What /usr/lib/dkms/dkms_autoinstaller runs (modsync's own).
     ///
     /// `start [KERNEL]` is `autoinstall -k KERNEL` with its exit code folded to 0 or 1; a
@@ -322,6 +336,7 @@ impl Command {
             Command::Check { .. } => "check",
             Command::Log { .. } => "log",
             Command::Boot { .. } => "boot",
+            Command::BootGuard { .. } => "boot-guard",
             Command::Autoinstaller { .. } => "autoinstaller",
             Command::Mkdeb(_) => "mkdeb",
             Command::Mkrpm(_) => "mkrpm",

@@ -40,6 +40,11 @@ pub struct FileSettings {
     pub debug_info: Option<bool>,
     /// Where hooks append one line per module result ("" turns it off).
     pub history_log: Option<PathBuf>,
+    /// Keep the boot loader's default on a kernel that has every module the
+    /// system depends on (default true).
+    pub boot_guard: Option<bool>,
+    /// Modules the system depends on besides those in use now.
+    pub required: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -197,6 +202,8 @@ pub struct Settings {
     pub debug_info: bool,
     /// The history of hook runs (`modsync log`); None: not kept.
     pub history_log: Option<PathBuf>,
+    pub boot_guard: bool,
+    pub required: Vec<String>,
 }
 
 pub fn parse_file_settings(text: &str) -> Result<FileSettings, toml::de::Error> {
@@ -276,6 +283,13 @@ impl Settings {
             (None, None) => Jobs::Budget(cpus()),
         };
         let on = |k: &str| fw.get(k).is_some();
+        let required = file.required.unwrap_or_default();
+        if let Some(bad) = required
+            .iter()
+            .find(|m| m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            bail!("required = [..] names {bad:?}, which is no module name (letters, digits, - and _ only)");
+        }
         Ok(Settings {
             dkms_tree: path(file.dkms_tree, "dkms_tree").unwrap_or_else(|| "/var/lib/dkms".into()),
             source_tree: path(file.source_tree, "source_tree").unwrap_or_else(|| "/usr/src".into()),
@@ -312,6 +326,8 @@ impl Settings {
                 Some(p) => Some(p),
                 None => Some(root.join("var/log/modsync/history.log")),
             },
+            boot_guard: file.boot_guard.unwrap_or(true),
+            required,
         })
     }
 }
@@ -389,5 +405,17 @@ mod tests {
         std::fs::write(d.path().join("etc/modsync/config.toml"), "strict = maybe\n").unwrap();
         let e = format!("{:#}", Settings::load(d.path(), None).unwrap_err());
         assert!(e.contains("config.toml"), "{e}");
+        assert!(s.boot_guard && s.required.is_empty());
+        std::fs::write(
+            d.path().join("etc/modsync/config.toml"),
+            "boot_guard = false\nrequired = [\"zfs\", \"nvidia-drm\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(d.path(), None).unwrap();
+        assert!(!s.boot_guard);
+        assert_eq!(s.required, ["zfs", "nvidia-drm"]);
+        std::fs::write(d.path().join("etc/modsync/config.toml"), "required = [\"../x\"]\n").unwrap();
+        let e = format!("{:#}", Settings::load(d.path(), None).unwrap_err());
+        assert!(e.contains("no module name"), "{e}");
     }
 }

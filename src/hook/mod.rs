@@ -4,7 +4,8 @@
 //! failure policy: a kernel transaction never fails because of modsync.
 //! Every error (a module that does not build, a broken config.toml, a lock,
 //! depmod, an interrupted earlier run, even a panic) is reported with what to
-//! do, and the hook exits 0, unless `strict = true` asks for failure.
+//! do, and the hook exits 0, unless `strict = true` asks for failure. Last,
+//! the boot guard ([`crate::guard`]) says which kernel will boot.
 
 #[cfg(feature = "alpm")]
 pub mod alpm_db;
@@ -91,7 +92,7 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
         },
     };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&cx, manager, event, args, &sink)));
-    match res {
+    let rc = match res {
         Ok(Ok(v)) => {
             if let Some(path) = &cx.settings.history_log {
                 let trigger = format!("{manager} {event}");
@@ -116,7 +117,14 @@ pub fn main(c: &Common, manager: &str, event: &str, args: &[String]) -> i32 {
             sink.error("modsync stopped unexpectedly in a package-manager hook (see the message above); the package operation goes on. Please report this.");
             exit_code(strict, 0, true)
         }
+    };
+    // last, so that it ends the package manager's output
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::guard::after_change(&cx, &sink))).is_err() {
+        sink.error(
+            "modsync's boot guard stopped unexpectedly; the boot loader's default is unchanged. Please report this.",
+        );
     }
+    rc
 }
 
 /// Kernels among `releases` that can get modules now; explains the others

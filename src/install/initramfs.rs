@@ -117,6 +117,16 @@ fn listing(g: &Generator) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The module names (`-` as `_`) in kernel `k`'s image, if it has one.
+pub fn image_modules(boot: &Path, install_tree: &Path, k: &str) -> std::collections::BTreeSet<String> {
+    find(boot, install_tree, k)
+        .map(|g| listing(&g))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.rsplit('/').next()?.split_once(".ko").map(|(n, _)| norm(n)))
+        .collect()
+}
+
 /// Regenerates kernel `k`'s image when one of `changed` belongs in it;
 /// returns true when it ran.
 pub fn refresh(

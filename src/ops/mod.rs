@@ -17,6 +17,7 @@ pub mod convert;
 pub mod explain;
 pub mod finish;
 pub mod generate_docs;
+pub mod guard;
 pub mod kernel_hooks;
 pub mod ldtarball;
 pub mod log;

@@ -11,7 +11,9 @@
 //! in dkms's order (modules, versions, kernels by name), with the
 //! annotations in the wording of the dkms release modsync behaves as. With
 //! `--json`, the same plus the last failed build of each module version,
-//! with the diagnosis the build recorded (why, what to do). Modules that a
+//! with the diagnosis the build recorded (why, what to do), and last the
+//! boot guard's hold when one is in force (`{"boot_guard": {...}}`; on
+//! stderr without `--json`). Modules that a
 //! binary package installed (`modsync mkdeb|mkrpm|mkpkg`) are listed from
 //! their markers as `m/v, K, A: installed (package NAME)`.
 
@@ -322,9 +324,19 @@ pub fn print(cx: &Cx, t: &super::Target, json: bool) -> anyhow::Result<i32> {
             lines.extend(failures(cx, f));
         }
     }
+    // a hold of the boot guard: the last element of --json, on stderr otherwise
+    let held = crate::guard::record::read(&cx.settings.dkms_tree).unwrap_or_else(|e| {
+        errors.push((usize::MAX, format!("{e:#}")));
+        None
+    });
     let mut out = std::io::stdout().lock();
     if json {
-        let text = serde_json::to_string_pretty(&lines)? + "\n";
+        let mut all = serde_json::to_value(&lines)?;
+        if let (Some(r), Some(a)) = (&held, all.as_array_mut()) {
+            let guard: serde_json::Value = serde_json::from_str(&super::guard::json(Some(r)))?;
+            a.push(serde_json::json!({ "boot_guard": guard }));
+        }
+        let text = serde_json::to_string_pretty(&all)? + "\n";
         match out.write_all(text.as_bytes()) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
             r => r?,
@@ -348,6 +360,9 @@ pub fn print(cx: &Cx, t: &super::Target, json: bool) -> anyhow::Result<i32> {
     let _ = out.flush();
     for (_, e) in pending {
         eprintln!("{e}");
+    }
+    if let Some(r) = &held {
+        eprintln!("{}", crate::guard::describe(r));
     }
     Ok(0)
 }

@@ -22,6 +22,7 @@
 
 mod apt;
 mod boot;
+mod boot_guard;
 mod check;
 mod dnf;
 mod engine;

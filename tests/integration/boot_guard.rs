@@ -1,0 +1,116 @@
+//! The boot guard against a systemd-boot configuration in a [`World`]
+//! (`T/efi/loader/loader.conf`, one Type #1 entry per test kernel,
+//! `T/boot/vmlinuz-K`) and the real hello build: with `required =
+//! ["hello"]`, installing hello for the older kernel K0 only keeps K0 the
+//! default (loader.conf names K0's entry, `status` says so on stderr,
+//! `status --json` ends with the hold); the kernel-install hook that builds
+//! hello for K1 lifts it (loader.conf as it was, the message ends the
+//! hook's output); a `default` the user wrote is left alone; `boot_guard =
+//! false` lifts a hold and then changes nothing. GRUB's and grubby's
+//! configuration are unit-tested beside their code.
+
+use crate::support::{require_root, test_kernels, World};
+use std::fs;
+
+const TEST: &str = "boot_guard";
+const LOADER_CONF: &str = "timeout 3\n#console-mode keep\n";
+
+fn setup(w: &World, ks: &[String]) {
+    let cfg = w.p("etc/modsync/config.toml");
+    let mut c = fs::read_to_string(&cfg).unwrap();
+    c.push_str("required = [\"hello\"]\n");
+    fs::write(&cfg, c).unwrap();
+    fs::create_dir_all(w.p("efi/loader/entries")).unwrap();
+    fs::create_dir_all(w.p("boot")).unwrap();
+    fs::write(w.p("efi/loader/loader.conf"), LOADER_CONF).unwrap();
+    for k in ks {
+        fs::write(w.p(&format!("boot/vmlinuz-{k}")), "").unwrap();
+        fs::write(
+            w.p(&format!("efi/loader/entries/debian-{k}.conf")),
+            format!("title Debian {k}\nversion {k}\nlinux /vmlinuz-{k}\ninitrd /initrd.img-{k}\n"),
+        )
+        .unwrap();
+    }
+}
+
+fn loader_conf(w: &World) -> String {
+    fs::read_to_string(w.p("efi/loader/loader.conf")).unwrap()
+}
+
+fn hold_in_json(w: &World) -> Option<serde_json::Value> {
+    w.status_json().into_iter().find_map(|l| l.get("boot_guard").cloned())
+}
+
+#[test]
+fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
+    require_root(TEST);
+    let ks = test_kernels();
+    let (k0, k1) = (ks[0].as_str(), ks[ks.len() - 1].as_str());
+    let w = World::new(&ks);
+    w.add_fixture("hello-1.0");
+    setup(&w, &ks);
+
+    // hello for K0 only: K1 lacks it, K0 stays the default
+    let o = w.ok(&["install", "hello/1.0", "-k", k0]);
+    assert!(
+        o.stderr.contains(&format!("systemd-boot keeps booting {k0}")) && o.stderr.contains("hello missing for kernel"),
+        "{}",
+        o.show()
+    );
+    assert_eq!(
+        loader_conf(&w)
+            .matches(&format!("\ndefault debian-{k0}.conf\n"))
+            .count(),
+        1,
+        "{}",
+        loader_conf(&w)
+    );
+    let st = w.ok(&["status"]);
+    assert!(st.stderr.contains(&format!("keeps booting {k0}")), "{}", st.show());
+    let hold = hold_in_json(&w).expect("status --json ends with the hold");
+    assert_eq!(
+        (hold["kernel"].as_str(), hold["newest"].as_str()),
+        (Some(k0), Some(k1)),
+        "{hold}"
+    );
+    assert_eq!(hold["missing"], serde_json::json!(["hello"]));
+    let g = w.ok(&["boot-guard", "--json"]);
+    assert!(g.stdout.contains(&format!("\"kernel\":\"{k0}\"")), "{}", g.show());
+
+    // the hook that builds hello for K1 lifts the hold, and says so last
+    let o = w.hook(&["kernel-install", "add", k1]);
+    assert_eq!(loader_conf(&w), LOADER_CONF, "{}", o.show());
+    let last = o.stderr.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.contains(&format!("boots the newest kernel, {k1}, again")),
+        "{}",
+        o.show()
+    );
+    assert_eq!(hold_in_json(&w), None);
+
+    // a default the user wrote is theirs
+    let mine = format!("{LOADER_CONF}default debian-{k1}.conf\n");
+    fs::write(w.p("efi/loader/loader.conf"), &mine).unwrap();
+    let o = w.ok(&["uninstall", "hello/1.0", "-k", k1]);
+    assert!(o.stderr.contains("leaves systemd-boot as it is"), "{}", o.show());
+    assert_eq!(loader_conf(&w), mine);
+    assert_eq!(hold_in_json(&w), None);
+
+    // boot_guard = false lifts a hold, then changes nothing
+    fs::write(w.p("efi/loader/loader.conf"), LOADER_CONF).unwrap();
+    w.ok(&["boot-guard"]);
+    assert!(loader_conf(&w).contains(&format!("default debian-{k0}.conf")));
+    let cfg = w.p("etc/modsync/config.toml");
+    fs::write(&cfg, fs::read_to_string(&cfg).unwrap() + "boot_guard = false\n").unwrap();
+    let o = w.ok(&["boot-guard"]);
+    assert!(o.stderr.contains("boot_guard = false"), "{}", o.show());
+    assert_eq!(loader_conf(&w), LOADER_CONF);
+    w.ok(&["uninstall", "hello/1.0", "-k", k0]);
+    w.ok(&["install", "hello/1.0", "-k", k0]);
+    assert_eq!(
+        loader_conf(&w),
+        LOADER_CONF,
+        "with the guard off the boot configuration does not change"
+    );
+    assert_eq!(hold_in_json(&w), None);
+}
