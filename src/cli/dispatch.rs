@@ -293,7 +293,6 @@ fn dispatch(c: &Common, cmd: &Command) -> Result<i32> {
             | Command::Autoinstall(_)
             | Command::KernelPostinst(_)
             | Command::KernelPrerm(_)
-            | Command::Boot { .. }
     );
     if changes_modules && ops::require_root().is_ok() {
         crate::guard::after_change(&cx, &sink);

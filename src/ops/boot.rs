@@ -13,7 +13,9 @@
 //! failed (its make.log is kept): the same source against the same kernel
 //! would fail again and hold every boot, so only the hooks, `modsync
 //! autoinstall` and a boot that builds something else retry it. No
-//! dkms.conf is read, no process is started and no lock is taken then.
+//! dkms.conf is read, no process is started and no lock is taken then. A
+//! hold of the boot guard ([`crate::guard`]) is said at every boot; after
+//! installing something, the guard looks again.
 
 use super::autoinstall::{self, Summary};
 use super::{require_root, Cx, Target};
@@ -128,6 +130,10 @@ pub fn forget(cx: &Cx, k: &Kernel) -> Result<bool> {
 pub fn boot(cx: &Cx, t: &Target, load: bool, sink: &dyn Sink) -> Result<i32> {
     let (r, a) = autoinstall::one_kernel(t, "boot", false)?;
     let k = cx.kernel(&r, &a);
+    // a hold of the boot guard is said at every boot (one file read)
+    if let Ok(Some(held)) = crate::guard::record::read(&cx.settings.dkms_tree) {
+        sink.err(&crate::guard::describe(&held));
+    }
     let no_auto = cx.settings.etc_dkms().join("no-autoinstall");
     if no_auto.exists() {
         log::info!("{} exists: nothing to do at boot", no_auto.display());
@@ -177,6 +183,9 @@ pub fn boot(cx: &Cx, t: &Target, load: bool, sink: &dyn Sink) -> Result<i32> {
         .filter(|(m, now)| now.installed && !before.get(m).is_some_and(|was| was.installed))
         .map(|(m, now)| (m, now.version))
         .collect();
+    if !new.is_empty() {
+        crate::guard::after_change(cx, sink);
+    }
     if load && r == crate::kernel::running_release() {
         load_modules(cx, &k, &new, sink);
     } else if !new.is_empty() {

@@ -2,8 +2,8 @@
 //! (`T/efi/loader/loader.conf`, one Type #1 entry per test kernel,
 //! `T/boot/vmlinuz-K`) and the real hello build: with `required =
 //! ["hello"]`, installing hello for the older kernel K0 only keeps K0 the
-//! default (loader.conf names K0's entry, `status` says so on stderr,
-//! `status --json` ends with the hold); the kernel-install hook that builds
+//! default (loader.conf names K0's entry, `status` and the boot run say so
+//! on stderr, `status --json` ends with the hold); the kernel-install hook that builds
 //! hello for K1 lifts it (loader.conf as it was, the message ends the
 //! hook's output); a `default` the user wrote is left alone; `boot_guard =
 //! false` lifts a hold and then changes nothing. GRUB's and grubby's
@@ -74,6 +74,8 @@ fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
         "{hold}"
     );
     assert_eq!(hold["missing"], serde_json::json!(["hello"]));
+    let b = w.ok(&["boot", "-k", k0, "--no-load"]);
+    assert!(b.stderr.contains(&format!("keeps booting {k0}")), "the boot run says it: {}", b.show());
     let g = w.ok(&["boot-guard", "--json"]);
     assert!(g.stdout.contains(&format!("\"kernel\":\"{k0}\"")), "{}", g.show());
 
