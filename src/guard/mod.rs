@@ -105,23 +105,31 @@ pub fn run(cx: &Cx) -> Result<Outcome> {
             newest,
             missing,
         } => {
-            if let Some(r) = &held {
-                if r.kernel == kernel && r.newest == newest {
-                    return Ok(Outcome::Holding(r.clone()));
-                }
-            }
             let Some(l) = loader::detect(root) else {
+                if let Some(r) = held {
+                    log::info!("boot guard: the boot loader of the hold on {} is gone", r.kernel);
+                    record::remove(tree)?;
+                }
                 return Ok(Outcome::NotChanged(format!(
                     "{} missing for kernel {newest}, but no boot loader modsync can steer (GRUB, grubby, systemd-boot) was found, so nothing changed: choose {kernel} in the boot menu",
                     missing_detail(cx, &missing, &newest)
                 )));
             };
             if let Some(why) = loader::user_choice(root, &l, held.as_ref().map(|r| &r.change)) {
+                // a choice made since a hold began wins over it
+                if let Some(r) = held {
+                    lift(cx, r, Some(&newest))?;
+                }
                 return Ok(Outcome::NotChanged(format!(
                     "{} missing for kernel {newest}; {why}, so modsync leaves {} as it is: choose {kernel} in the boot menu",
                     missing_detail(cx, &missing, &newest),
                     l.name()
                 )));
+            }
+            if let Some(r) = &held {
+                if r.kernel == kernel && r.newest == newest {
+                    return Ok(Outcome::Holding(r.clone()));
+                }
             }
             if let Some(r) = held {
                 lift(cx, r, Some(&newest))?;

@@ -5,7 +5,8 @@
 //! default (loader.conf names K0's entry, `status` and the boot run say so
 //! on stderr, `status --json` ends with the hold); the kernel-install hook that builds
 //! hello for K1 lifts it (loader.conf as it was, the message ends the
-//! hook's output); a `default` the user wrote is left alone; `boot_guard =
+//! hook's output); a `default` the user writes wins, even over a hold in
+//! force; `boot_guard =
 //! false` lifts a hold and then changes nothing. GRUB's and grubby's
 //! configuration are unit-tested beside their code.
 
@@ -75,7 +76,11 @@ fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
     );
     assert_eq!(hold["missing"], serde_json::json!(["hello"]));
     let b = w.ok(&["boot", "-k", k0, "--no-load"]);
-    assert!(b.stderr.contains(&format!("keeps booting {k0}")), "the boot run says it: {}", b.show());
+    assert!(
+        b.stderr.contains(&format!("keeps booting {k0}")),
+        "the boot run says it: {}",
+        b.show()
+    );
     let g = w.ok(&["boot-guard", "--json"]);
     assert!(g.stdout.contains(&format!("\"kernel\":\"{k0}\"")), "{}", g.show());
 
@@ -90,13 +95,18 @@ fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
     );
     assert_eq!(hold_in_json(&w), None);
 
-    // a default the user wrote is theirs
-    let mine = format!("{LOADER_CONF}default debian-{k1}.conf\n");
-    fs::write(w.p("efi/loader/loader.conf"), &mine).unwrap();
-    let o = w.ok(&["uninstall", "hello/1.0", "-k", k1]);
+    // a default the user writes is theirs, even over a hold in force
+    w.ok(&["uninstall", "hello/1.0", "-k", k1]);
+    assert!(loader_conf(&w).contains(&format!("default debian-{k0}.conf")));
+    let line = format!("default debian-{k1}.conf\n");
+    fs::write(w.p("efi/loader/loader.conf"), loader_conf(&w) + &line).unwrap();
+    let o = w.ok(&["boot-guard"]);
     assert!(o.stderr.contains("leaves systemd-boot as it is"), "{}", o.show());
-    assert_eq!(loader_conf(&w), mine);
+    assert_eq!(loader_conf(&w), format!("{LOADER_CONF}{line}"));
     assert_eq!(hold_in_json(&w), None);
+    let o = w.ok(&["install", "hello/1.0", "-k", k0, "--force"]);
+    assert!(o.stderr.contains("leaves systemd-boot as it is"), "{}", o.show());
+    assert_eq!(loader_conf(&w), format!("{LOADER_CONF}{line}"));
 
     // boot_guard = false lifts a hold, then changes nothing
     fs::write(w.p("efi/loader/loader.conf"), LOADER_CONF).unwrap();
