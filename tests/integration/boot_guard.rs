@@ -7,8 +7,12 @@
 //! hello for K1 lifts it (loader.conf as it was, the message ends the
 //! hook's output); a `default` the user writes wins, even over a hold in
 //! force; `boot_guard =
-//! false` lifts a hold and then changes nothing. GRUB's and grubby's
-//! configuration are unit-tested beside their code.
+//! false` lifts a hold and then changes nothing. With grubby (a recording
+//! stand-in in the world's root): the held kernel's image is set as the
+//! default, lifting sets the newest's only when the default is still the
+//! guard's, and `UPDATEDEFAULT=no` keeps grubby from being run. GRUB's
+//! configuration is unit-tested beside its code and booted for real by
+//! [`crate::grub_disk`].
 
 use crate::support::{require_root, test_kernels, World};
 use std::fs;
@@ -125,4 +129,76 @@ fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
         "with the guard off the boot configuration does not change"
     );
     assert_eq!(hold_in_json(&w), None);
+}
+
+/// A stand-in for Fedora's grubby in the world's root (run by the guard as
+/// `chroot T grubby ...`, with busybox's sh): it records its arguments and
+/// keeps the default kernel image in a file, as grubby keeps it in grubenv.
+const FAKE_GRUBBY: &str = r#"#!/bin/sh
+echo "$*" >> /grubby.log
+case "$1" in
+    --set-default=*) echo "${1#--set-default=}" > /default ;;
+    --default-kernel) read -r d < /default; echo "$d" ;;
+esac
+"#;
+
+#[test]
+fn grubby_is_told_the_held_kernel_and_updatedefault_no_is_respected() {
+    require_root(TEST);
+    crate::support::require(
+        TEST,
+        std::path::Path::new(crate::guest::BUSYBOX).is_file(),
+        "no busybox-static",
+    );
+    let ks = test_kernels();
+    let (k0, k1) = (ks[0].as_str(), ks[ks.len() - 1].as_str());
+    let w = World::new(&ks);
+    w.add_fixture("hello-1.0");
+    let cfg = w.p("etc/modsync/config.toml");
+    fs::write(&cfg, fs::read_to_string(&cfg).unwrap() + "required = [\"hello\"]\n").unwrap();
+    for d in ["bin", "usr/sbin", "boot/loader/entries", "etc/sysconfig"] {
+        fs::create_dir_all(w.p(d)).unwrap();
+    }
+    fs::copy(crate::guest::BUSYBOX, w.p("bin/sh")).unwrap();
+    fs::write(w.p("usr/sbin/grubby"), FAKE_GRUBBY).unwrap();
+    crate::support::run_ok(
+        std::process::Command::new("chmod")
+            .arg("755")
+            .arg(w.p("usr/sbin/grubby")),
+    );
+    fs::write(w.p("default"), format!("/boot/vmlinuz-{k1}\n")).unwrap();
+    for k in ks.iter() {
+        fs::write(w.p(&format!("boot/vmlinuz-{k}")), "").unwrap();
+        fs::write(
+            w.p(&format!("boot/loader/entries/abc-{k}.conf")),
+            format!("version {k}\n"),
+        )
+        .unwrap();
+    }
+    let log = || fs::read_to_string(w.p("grubby.log")).unwrap_or_default();
+
+    let o = w.ok(&["install", "hello/1.0", "-k", k0]);
+    assert!(
+        o.stderr.contains(&format!("GRUB (grubby) keeps booting {k0}")),
+        "{}",
+        o.show()
+    );
+    assert_eq!(log(), format!("--set-default=/boot/vmlinuz-{k0}\n"));
+    w.ok(&["install", "hello/1.0", "-k", k1]);
+    assert_eq!(
+        log(),
+        format!("--set-default=/boot/vmlinuz-{k0}\n--default-kernel\n--set-default=/boot/vmlinuz-{k1}\n"),
+        "lifting asks which kernel is the default, then sets the newest"
+    );
+
+    // UPDATEDEFAULT=no: the user keeps the default; grubby is not run
+    fs::write(
+        w.p("etc/sysconfig/kernel"),
+        "UPDATEDEFAULT=no\nDEFAULTKERNEL=kernel-core\n",
+    )
+    .unwrap();
+    fs::remove_file(w.p("grubby.log")).unwrap();
+    let o = w.ok(&["uninstall", "hello/1.0", "-k", k1]);
+    assert!(o.stderr.contains("UPDATEDEFAULT=no"), "{}", o.show());
+    assert_eq!(log(), "");
 }
