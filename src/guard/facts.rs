@@ -93,14 +93,14 @@ pub fn loaded() -> BTreeSet<String> {
         .collect()
 }
 
-/// Which module of the tree provides `name`, for the messages: `m/v`.
-pub fn provider(cx: &Cx, name: &str) -> Option<String> {
+/// Which module version of the tree provides `name`, for the messages.
+pub fn provider(cx: &Cx, name: &str) -> Option<(String, String)> {
     cx.tree.combos().into_iter().find_map(|(m, v)| {
         let provides = cx.tree.built(&m, &v, None, None).into_iter().any(|(k, a)| {
             cx.tree
                 .read_record(&m, &v, &k, &a)
                 .is_some_and(|r| r.modules.iter().any(|b| module_key(&b.name) == name))
         }) || module_key(&m) == name;
-        provides.then(|| format!("{m}/{v}"))
+        provides.then(|| (m.clone(), v.clone()))
     })
 }

@@ -61,15 +61,32 @@ fn names(s: &BTreeSet<String>) -> String {
     s.iter().cloned().collect::<Vec<_>>().join(", ")
 }
 
-fn missing_detail(cx: &Cx, missing: &BTreeSet<String>, newest: &str) -> String {
+/// Why each missing module is missing for `newest`, a sentence each: the
+/// diagnosis of its failed build, or that it was not built.
+fn reasons(cx: &Cx, missing: &BTreeSet<String>, newest: &str) -> Vec<String> {
+    let arch = crate::kernel::machine_arch();
     missing
         .iter()
         .map(|n| match facts::provider(cx, n) {
-            Some(mv) => format!("{n} (from {mv}: `modsync explain {mv} -k {newest}` says why)"),
-            None => format!("{n} (no registered module provides it)"),
+            Some((m, v)) => {
+                let failed = crate::diagnose::record::read(&cx.tree.failed_dir(&m, &v, newest, &arch));
+                match failed {
+                    Some(d) => format!(
+                        "{n}: {m}/{v} failed to build for {newest}: {} (`modsync explain {m}/{v} -k {newest}`)",
+                        d.reason
+                    ),
+                    None => format!(
+                        "{n}: {m}/{v} is not installed for {newest} (`modsync explain {m}/{v} -k {newest}` says why)"
+                    ),
+                }
+            }
+            None => format!("{n}: no registered module provides it"),
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect()
+}
+
+fn missing_detail(cx: &Cx, missing: &BTreeSet<String>, newest: &str) -> String {
+    reasons(cx, missing, newest).join("; ")
 }
 
 /// Decides and applies; returns what happened.
@@ -137,6 +154,7 @@ pub fn run(cx: &Cx) -> Result<Outcome> {
             let why = format!("{} missing for kernel {newest}", names(&missing));
             let change = loader::hold(root, &l, &kernel, &why)?;
             let r = Record {
+                reasons: reasons(cx, &missing, &newest),
                 kernel,
                 newest,
                 missing: missing.into_iter().collect(),
@@ -181,10 +199,15 @@ fn lift(cx: &Cx, r: Record, newest: Option<&str>) -> Result<Outcome> {
     })
 }
 
-/// The lines a hold shows (hooks, `status`, `boot-guard`).
+/// The lines a hold shows (hooks, `status`, `boot-guard`, the boot run).
 pub fn describe(r: &Record) -> String {
+    let why = if r.reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" Why: {}.", r.reasons.join("; "))
+    };
     format!(
-        "modsync boot guard: {} missing for kernel {}, so {} keeps booting {}, the newest kernel that has them. \
+        "modsync boot guard: {} missing for kernel {}, so {} keeps booting {}, the newest kernel that has them.{why} \
          Once they are installed for {} (a fixed driver, `modsync autoinstall -k {}`), the newest kernel boots again by itself. \
          To boot {} anyway, choose it in the boot menu; boot_guard = false in /etc/modsync/config.toml turns the guard off.",
         r.missing.join(", "),

@@ -17,6 +17,9 @@ pub struct Record {
     /// The newest kernel, which lacks `missing`.
     pub newest: String,
     pub missing: Vec<String>,
+    /// Why each is missing, a sentence each.
+    #[serde(default)]
+    pub reasons: Vec<String>,
     /// The boot loader's name.
     pub loader: String,
     /// Seconds since the epoch when the hold began.
@@ -77,6 +80,7 @@ mod tests {
             kernel: "6.1.0-54-amd64".into(),
             newest: "6.1.0-56-amd64".into(),
             missing: vec!["zfs".into()],
+            reasons: vec!["zfs: zfs/2.1.11 failed to build".into()],
             loader: "GRUB".into(),
             since: 1,
             change: Change::GrubSaved {

@@ -14,6 +14,7 @@ pub fn json(r: Option<&record::Record>) -> String {
             "kernel": r.kernel,
             "newest": r.newest,
             "missing": r.missing,
+            "reasons": r.reasons,
             "loader": r.loader,
             "since": r.since,
         })

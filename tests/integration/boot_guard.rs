@@ -70,6 +70,12 @@ fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
         "{}",
         loader_conf(&w)
     );
+    assert!(
+        o.stderr
+            .contains(&format!("Why: hello: hello/1.0 is not installed for {k1}")),
+        "{}",
+        o.show()
+    );
     let st = w.ok(&["status"]);
     assert!(st.stderr.contains(&format!("keeps booting {k0}")), "{}", st.show());
     let hold = hold_in_json(&w).expect("status --json ends with the hold");
@@ -79,6 +85,12 @@ fn a_kernel_lacking_a_required_module_is_not_the_default_until_it_has_it() {
         "{hold}"
     );
     assert_eq!(hold["missing"], serde_json::json!(["hello"]));
+    assert!(
+        hold["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("hello: hello/1.0")),
+        "{hold}"
+    );
     let b = w.ok(&["boot", "-k", k0, "--no-load"]);
     assert!(
         b.stderr.contains(&format!("keeps booting {k0}")),
