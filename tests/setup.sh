@@ -20,6 +20,11 @@
 #   /var/cache/modsync-test/hdr-K/ with the common Makefile's include
 #   pointed there; /var/cache/modsync-test/kernel-6.12 names K. It is not
 #   in `kernels`, which the other tests use.
+# - /var/cache/modsync-test/bookworm-minbase-2.tar, the debootstrap minbase
+#   the chroot tests extract (apt.rs makes the same one when it is missing);
+# - /var/cache/modsync-test/grub-disk/: a local apt repository for the GRUB
+#   disk of tests/integration/grub_disk.rs: grub-pc and linux-base with their
+#   dependencies, the two kernel images (hard links), a Packages index.
 #
 # Environment: MODSYNC_TEST_KERNELS="K1 K2" picks the kernels;
 # MODSYNC_SETUP_NO_UPDATE=1 skips `apt-get update`.
@@ -33,11 +38,13 @@ DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms iptable
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
   debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
-  createrepo-c dpkg-dev makepkg libarchive-tools systemd strace dkms logrotate iptables"
+  createrepo-c dpkg-dev makepkg libarchive-tools systemd strace dkms logrotate iptables
+  fdisk"
 # iptables: iptables-netflow's configure needs its binary to reach the check
 # of the libxtables-dev headers, which must stay absent (explain.rs)
 # dpkg-dev, makepkg, libarchive-tools: dpkg-scanpackages, and Debian's repo-add
 # (it sources makepkg's shell library and runs bsdtar) for fleet.rs
+# fdisk: sfdisk partitions the GRUB disk image (grub_disk.rs)
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"
@@ -173,6 +180,50 @@ if [ -x "$acc" ]; then
   quiet "$acc"
   echo "setup: acceptance cache ready ($acc)"
 fi
+
+# 8. the debootstrap minbase the chroot tests share (apt.rs, fleet, grub_disk):
+# keep the name, the packages and the mirror in step with apt.rs
+# (BASE_TARBALL, BASE_PACKAGES, mirrors()).
+base=$CACHE/bookworm-minbase-2.tar
+if [ ! -s "$base" ]; then
+  mirror=${MODSYNC_TEST_MIRROR:-}
+  if [ -z "$mirror" ] && grep -qx 'ID=debian' /etc/os-release; then
+    mirror=$( { grep -h '^URIs:' /etc/apt/sources.list.d/debian.sources 2>/dev/null | sed 's/^URIs://'
+                grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | sed -E 's/^deb +(\[[^]]*\] +)?//' | awk '{print $1}'
+              } | tr ' ' '\n' | grep -v -e '^$' -e security | head -n 1 || true)
+  fi
+  mirror=${mirror:-http://deb.debian.org/debian}
+  build=$CACHE/build.setup.$$
+  rm -rf "$build"
+  quiet debootstrap --variant=minbase \
+    --include=ca-certificates,make,gcc,libc6-dev,kmod,patch,bc,openssl,xz-utils,zstd,initramfs-tools,cpio,man-db,bash-completion,systemd \
+    bookworm "$build" "$mirror"
+  # services must not start inside the chroots
+  printf '#!/bin/sh\nexit 101\n' >"$build/usr/sbin/policy-rc.d"
+  chmod 755 "$build/usr/sbin/policy-rc.d"
+  tar -C "$build" -cf "$base.$$" .
+  mv "$base.$$" "$base"
+  rm -rf --one-file-system "$build"
+fi
+echo "setup: debootstrap minbase in $base"
+
+# 9. the GRUB disk's local repository: every package grub-pc and linux-base
+# depend on (the image's apt installs only what its minbase lacks), the two
+# kernel images, and the index (rewritten only when it changes).
+repo=$CACHE/grub-disk
+mkdir -p "$repo"
+cd "$repo"
+for p in $(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+             --no-breaks --no-replaces --no-enhances grub-pc linux-base | grep '^[a-z0-9]' | sort -u); do
+  download "$p" >/dev/null
+done
+for k in $kernels; do
+  deb=$(cd "$CACHE/debs" && download "linux-image-$k")
+  ln -f "$CACHE/debs/$deb" "$repo/" 2>/dev/null || cp "$CACHE/debs/$deb" "$repo/"
+done
+dpkg-scanpackages -m . >Packages.new 2>>"$LOG"
+if cmp -s Packages.new Packages; then rm Packages.new; else mv Packages.new Packages; fi
+echo "setup: GRUB disk repository in $repo ($(grep -c '^Package:' Packages) packages)"
 
 echo "$kernels" >"$CACHE/kernels"
 echo "setup: done; $CACHE/kernels = $kernels"

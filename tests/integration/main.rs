@@ -17,7 +17,8 @@
 //! pacman ([`packages`], [`packages_install`]), and module packages exported
 //! by a build host and installed on compiler-less apt, dnf, rpm and pacman
 //! targets, loaded under qemu ([`fleet`]). Shared helpers are in
-//! [`support`], [`guest`] (qemu boots) and [`fleet_support`]. Prerequisites come from `tests/setup.sh`; a
+//! [`support`], [`guest`] (qemu boots), [`grub_disk`] (a GRUB disk booted
+//! under qemu) and [`fleet_support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
 
 mod apt;
@@ -29,6 +30,7 @@ mod engine;
 mod explain;
 mod fleet;
 mod fleet_support;
+mod grub_disk;
 mod guest;
 mod history;
 mod hostile;
