@@ -145,7 +145,16 @@ pub fn run(cx: &Cx) -> Result<Outcome> {
             }
             if let Some(r) = &held {
                 if r.kernel == kernel && r.newest == newest {
-                    return Ok(Outcome::Holding(r.clone()));
+                    // the same hold; why may have changed (a build failed since)
+                    let now = Record {
+                        missing: missing.iter().cloned().collect(),
+                        reasons: reasons(cx, &missing, &newest),
+                        ..r.clone()
+                    };
+                    if now != *r {
+                        record::write(tree, &now)?;
+                    }
+                    return Ok(Outcome::Holding(now));
                 }
             }
             if let Some(r) = held {

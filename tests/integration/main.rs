@@ -16,7 +16,9 @@
 //! built modules checked and installed with the real dpkg-deb/dpkg, rpm and
 //! pacman ([`packages`], [`packages_install`]), and module packages exported
 //! by a build host and installed on compiler-less apt, dnf, rpm and pacman
-//! targets, loaded under qemu ([`fleet`]). Shared helpers are in
+//! targets, loaded under qemu ([`fleet`]), and the boot guard on
+//! systemd-boot and grubby configurations ([`boot_guard`]) and with the real
+//! GRUB booted from a disk under qemu ([`grub_guard`]). Shared helpers are in
 //! [`support`], [`guest`] (qemu boots), [`grub_disk`] (a GRUB disk booted
 //! under qemu) and [`fleet_support`]. Prerequisites come from `tests/setup.sh`; a
 //! missing one fails the test (see [`support::require`]).
@@ -31,6 +33,7 @@ mod explain;
 mod fleet;
 mod fleet_support;
 mod grub_disk;
+mod grub_guard;
 mod guest;
 mod history;
 mod hostile;
