@@ -16,8 +16,9 @@
 //! arrive after their kernel build the module and put it into that kernel's
 //! initramfs; a broken /etc/modsync/config.toml does not fail a kernel
 //! package; the kernel-install plugin adds and removes; the vendor package's
-//! prerm (`dkms remove --all`) unregisters; removing and purging modsync
-//! leaves a working system (and no modsync.service enablement).
+//! prerm (`dkms remove --all`) unregisters; removing modsync lifts a hold
+//! of the boot guard (its own prerm); removing and purging modsync leaves a
+//! working system (and no modsync.service enablement).
 //!
 //! Also what the package adds beside the hooks: `man dkms` and `man
 //! modsync` resolve, bash-completion loads the completions of both names,
@@ -324,8 +325,22 @@ fn scenario(c: &Chroot, deb: &Path, k1: &str, k2: &str, ck: &mut Checks) {
 
     // --- removing modsync leaves harmless conffile hooks behind ---
     ck.progress("removing modsync, then a kernel");
+    // a hold of the boot guard in force (a systemd-boot default of its own)
+    ck.cmd(
+        "a boot guard hold is planted",
+        &c.run(r#"mkdir -p /efi/loader/entries /var/lib/dkms/.modsync
+printf 'timeout 3\n# modsync boot guard: x missing for kernel K1; removed when lifted\ndefault k0.conf\n' > /efi/loader/loader.conf
+printf 'kernel = "K0"\nnewest = "K1"\nmissing = ["x"]\nloader = "systemd-boot"\nsince = 1\n[change]\nkind = "loader-conf"\npath = "/efi/loader/loader.conf"\n' \
+    > /var/lib/dkms/.modsync/boot-guard.toml"#),
+    );
     let out = c.run(&format!("{REMOVE} modsync"));
     ck.cmd("modsync is removed (its conffile hooks stay until purge)", &out);
+    ck.cmd(
+        "removing modsync lifts the boot guard's hold (its prerm)",
+        &c.run(
+            "[ \"$(cat /efi/loader/loader.conf)\" = 'timeout 3' ] && ! test -e /var/lib/dkms/.modsync/boot-guard.toml",
+        ),
+    );
     let out = c.run(&format!(
         "test -e /etc/kernel/prerm.d/50-modsync && {REMOVE} linux-image-{k2} linux-headers-{k2}"
     ));
