@@ -37,7 +37,7 @@ PREFERRED="6.1.0-54-amd64 6.1.0-56-amd64"
 DKMS_PKGS="v4l2loopback-dkms ddcci-dkms vpoll-dkms openrazer-driver-dkms iptables-netflow-dkms"
 TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
   pkg-config cpio busybox-static ca-certificates curl qemu-system-x86
-  debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf rpm
+  debootstrap pacman-package-manager libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev dnf python3-dnf dnf-plugins-core rpm
   createrepo-c dpkg-dev makepkg libarchive-tools systemd strace dkms logrotate iptables
   fdisk"
 # iptables: iptables-netflow's configure needs its binary to reach the check
@@ -45,6 +45,7 @@ TOOLS="gcc libc6-dev make bc patch kmod xz-utils zstd gzip openssl libssl-dev
 # dpkg-dev, makepkg, libarchive-tools: dpkg-scanpackages, and Debian's repo-add
 # (it sources makepkg's shell library and runs bsdtar) for fleet.rs
 # fdisk: sfdisk partitions the GRUB disk image (grub_disk.rs)
+# dnf-plugins-core: `dnf download`, which check --candidate runs (candidate.rs)
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root (sudo tests/setup.sh)" >&2; exit 1; }
 mkdir -p "$CACHE/debs" "$CACHE/src"
@@ -81,6 +82,13 @@ need=$(missing_pkgs $TOOLS)
 if [ -n "$need" ]; then
   # shellcheck disable=SC2086
   quiet apt-get "${APT_OPTS[@]}" install -y --no-install-recommends $need
+fi
+# Debian's dnf-plugins-core (for `dnf download`, candidate.rs) turns on its
+# `local` plugin, which Fedora ships apart and off: it would publish every
+# package dnf installs into a gpgcheck'd repository that the unsigned test
+# RPMs fail. Off, as on Fedora.
+if [ -f /etc/dnf/plugins/local.conf ]; then
+  sed -i '0,/^enabled *=.*/s//enabled = false/' /etc/dnf/plugins/local.conf
 fi
 echo "setup: tools ready ($(echo $TOOLS | wc -w) packages, installed now: ${need:-none})"
 

@@ -8,17 +8,15 @@
 //! end. Each module is reported as building, excluded, failing (with the
 //! diagnosis `explain` gives) or not built automatically. Exit 0 when
 //! everything would build, 1 otherwise. With `--candidate` the kernel is
-//! the one apt would install next, its headers fetched into the scratch
-//! tree ([`candidate`]).
+//! the one the package manager (apt, pacman, dnf) would install next, its
+//! headers fetched into the scratch tree ([`candidate`]).
 
 use super::autoinstall::{for_kernel, one_kernel, registered};
 use super::explain::explain_one;
 use super::{Cx, Target};
 use crate::error::{code, fail};
-use crate::kernel::distro::Family;
 use crate::kernel::{candidate, Kernel, Locations};
 use crate::state::Tree;
-use crate::sys::names::{self, Kind};
 use crate::ui::{Buffered, Sink};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -171,32 +169,28 @@ fn headers_at_lib_modules(scratch: &Path, release: &str, headers: &Path) -> Resu
 }
 
 /// The kernel to check and where its headers are: `-k` (headers where the
-/// tree or --kernelsourcedir says), or with `candidate` the kernel apt would
-/// install next, its headers fetched into `dir`.
+/// tree or --kernelsourcedir says), or with `candidate` the kernel the
+/// package manager would install next, its headers fetched into `dir`.
 fn kernel_to_check(cx: &Cx, t: &Target, candidate: bool, dir: &Path, sink: &dyn Sink) -> Result<Kernel> {
     if !candidate {
         let (r, a) = one_kernel(t, "check", true)?;
         return Ok(cx.kernel(&r, &a));
     }
-    let apt = cx
-        .distro
-        .as_ref()
-        .is_some_and(|d| matches!(d.family, Family::Debian | Family::Ubuntu));
-    if !apt {
+    let Some(manager) = cx.distro.as_ref().and_then(|d| candidate::Manager::of(d.family)) else {
         return Err(fail(
             code::USAGE,
-            "--candidate asks apt for the next kernel, and this is not Debian or Ubuntu; unpack its headers and run `modsync check -k KERNEL --kernelsourcedir DIR`",
+            "--candidate asks apt, pacman or dnf for the next kernel, and this distribution has none of them; unpack its headers and run `modsync check -k KERNEL --kernelsourcedir DIR`",
         ));
-    }
-    let flavour = candidate::default_flavour(&crate::kernel::running_release())?;
-    let r = candidate::release_for(&flavour)?;
-    if let Some(p) = names::problem(Kind::Kernel, &r) {
-        return Err(fail(code::GENERIC, format!("apt's next kernel {r:?}: {p}")));
-    }
+    };
+    let running = crate::kernel::running_release();
+    let c = manager.fetch(&running, &cx.settings.install_tree, dir)?;
     sink.out(&format!(
-        "The next kernel apt would install is {r} (linux-headers-{flavour}); fetching its headers."
+        "The next kernel {} would install is {} ({}); its headers are fetched, not installed.",
+        manager.name(),
+        c.release,
+        c.package
     ));
-    let headers = candidate::fetch_headers(&r, dir)?;
+    let (r, headers) = (c.release, c.headers);
     let at = Locations {
         install_tree: cx.settings.install_tree.clone(),
         headers_dir: Some(headers),

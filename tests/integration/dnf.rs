@@ -128,6 +128,7 @@ fn setup(root: &Root, k: &str, v: &str, r: &str) {
     root.put(&modsync_bin(), "/usr/bin/modsync");
     root.put(&manifest.join("hooks/dnf"), &format!("{E}/dnf"));
     root.put(&hello_fixture(), &format!("{E}/hello-1.0"));
+    let rpm_dnf = rpm_and_dnf("12");
     root.must(
         "set up rpm, dnf, the local repo and the plugin",
         &format!(
@@ -138,15 +139,7 @@ rm -rf /var/lib/dkms /usr/src/hello-* /usr/src/broken-* /usr/src/kernels /var/li
 # modules a host dkms or modsync installed (the README's example) must not count
 for d in /usr/lib/modules/*/; do find "$d" -mindepth 1 -maxdepth 1 ! -name build ! -name source -exec rm -rf {{}} +; done
 ln -sfn /usr/bin/modsync /usr/sbin/dkms
-# an rpm distribution's rpmdb location (Debian's rpm defaults to ~/.rpmdb)
-mkdir -p /etc/rpm /var/lib/rpm /etc/dnf/vars /etc/dnf/plugins /etc/yum.repos.d
-echo '%_dbpath /var/lib/rpm' > /etc/rpm/macros
-rpm --initdb
-echo 12 > /etc/dnf/vars/releasever
-rm -f /etc/yum.repos.d/*
-printf '[local]\nname=local test RPMs\nbaseurl=file:///srv/rpms\ngpgcheck=0\nmetadata_expire=0\n' \
-    > /etc/yum.repos.d/local.repo
-createrepo_c -q /srv/rpms
+{rpm_dnf}
 # the plugin, as the package installs it
 pp=$(python3 -c 'import dnf.const; print(dnf.const.PLUGINPATH)')
 mkdir -p "$pp"

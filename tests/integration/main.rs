@@ -26,6 +26,7 @@
 mod apt;
 mod boot;
 mod boot_guard;
+mod candidate;
 mod check;
 mod dnf;
 mod engine;

@@ -267,6 +267,37 @@ pub fn no_module_file(module: &str, kver: &str) -> String {
     format!("[ -z \"$(find /usr/lib/modules/{kver} -name '{module}.ko*' 2>/dev/null)\" ]")
 }
 
+/// Shell: copies the Debian headers of kernel `$K` to `$b`, the `build`
+/// directory of an Arch kernel (`.../usr/lib/modules/K/build` in a package
+/// tree); Debian's links two levels up from /usr/src/X are made absolute.
+pub const DEBIAN_HEADERS_TO_B: &str = r#"
+mkdir -p "${b%/build}"
+cp -a "/usr/src/linux-headers-$K" "$b"
+find "$b" -maxdepth 1 -type l | while read -r l; do
+    t=$(readlink "$l")
+    case $t in ../../*) ln -sfn "/usr/${t#../../}" "$l" ;; esac
+done
+test -d "$b/include"
+"#;
+
+/// Shell: an rpm distribution's database location (Debian's rpm defaults
+/// to ~/.rpmdb), initialised, and dnf with one repository, the RPMs in
+/// /srv/rpms published with createrepo_c; dnf's release version `releasever`.
+pub fn rpm_and_dnf(releasever: &str) -> String {
+    format!(
+        r#"
+mkdir -p /etc/rpm /var/lib/rpm /etc/dnf/vars /etc/dnf/plugins /etc/yum.repos.d
+echo '%_dbpath /var/lib/rpm' > /etc/rpm/macros
+rpm --initdb
+echo {releasever} > /etc/dnf/vars/releasever
+rm -f /etc/yum.repos.d/*
+printf '[local]\nname=local test RPMs\nbaseurl=file:///srv/rpms\ngpgcheck=0\nmetadata_expire=0\n' \
+    > /etc/yum.repos.d/local.repo
+createrepo_c -q /srv/rpms
+"#
+    )
+}
+
 /// Shell: quotes a string for bash.
 pub fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

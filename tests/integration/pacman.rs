@@ -109,14 +109,7 @@ kpkgs() {{
     mkpkg linux-e2e "$v" "$s"
 
     s=$(mktemp -d); b=$s/usr/lib/modules/$K/build
-    mkdir -p "${{b%/build}}"
-    cp -a "/usr/src/linux-headers-$K" "$b"
-    # Debian's links point two levels up from /usr/src/X; make them absolute.
-    find "$b" -maxdepth 1 -type l | while read -r l; do
-        t=$(readlink "$l")
-        case $t in ../../*) ln -sfn "/usr/${{t#../../}}" "$l" ;; esac
-    done
-    test -d "$b/include"
+    {DEBIAN_HEADERS_TO_B}
     mkpkg linux-e2e-headers "$v" "$s"
 }}
 kpkgs "$K0" 1-1

@@ -1,5 +1,4 @@
-//! The kernel the package manager would install next, and its headers,
-//! fetched (not installed) for `modsync check --candidate`. On Debian and
+//! apt's next kernel and its headers, fetched (not installed). On Debian and
 //! Ubuntu the headers metapackage of the running kernel's flavour
 //! (`linux-headers-amd64`, `linux-headers-generic`) names the candidate's
 //! headers package (`linux-headers-K`); that package and the header and
@@ -7,6 +6,7 @@
 //! unpacked with `dpkg-deb -x` into a directory of the caller's. Parsing is
 //! pure; fetching runs apt's own tools.
 
+use super::Candidate;
 use crate::sys::cmd::output_ok;
 use anyhow::{bail, Context, Result};
 use regex::Regex;
@@ -23,7 +23,7 @@ pub fn flavour(release: &str) -> Option<&str> {
 
 /// The packages `apt-cache depends` lists as Depends whose name starts
 /// with one of `prefixes`, in order. Pure.
-pub fn depends(apt_cache_output: &str, prefixes: &[&str]) -> Vec<String> {
+fn depends(apt_cache_output: &str, prefixes: &[&str]) -> Vec<String> {
     apt_cache_output
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
@@ -39,7 +39,7 @@ fn apt_depends(package: &str) -> Result<String> {
 
 /// The candidate kernel release for `flavour` (its headers metapackage's
 /// dependency), e.g. `6.1.0-57-amd64`.
-pub fn release_for(flavour: &str) -> Result<String> {
+fn release_for(flavour: &str) -> Result<String> {
     let meta = format!("linux-headers-{flavour}");
     let deps = depends(&apt_depends(&meta)?, &["linux-headers-"]);
     deps.first()
@@ -49,7 +49,7 @@ pub fn release_for(flavour: &str) -> Result<String> {
 
 /// The flavour to look for: the running kernel's, else the machine's
 /// architecture as dpkg names it (a kernel that apt did not install).
-pub fn default_flavour(running: &str) -> Result<String> {
+fn default_flavour(running: &str) -> Result<String> {
     if let Some(f) = flavour(running) {
         return Ok(f.to_string());
     }
@@ -61,11 +61,25 @@ pub fn default_flavour(running: &str) -> Result<String> {
     Ok(arch)
 }
 
+/// apt's next kernel for the running kernel's flavour, its headers fetched
+/// into `dir` ([`fetch_headers`]).
+pub fn fetch(running: &str, dir: &Path) -> Result<Candidate> {
+    let flavour = default_flavour(running)?;
+    let release = release_for(&flavour)?;
+    super::checked_release(&release, "apt")?;
+    let headers = fetch_headers(&release, dir)?;
+    Ok(Candidate {
+        release,
+        package: format!("linux-headers-{flavour}"),
+        headers,
+    })
+}
+
 /// Downloads the headers of `release` (and the header and kbuild packages
 /// they depend on) into `dir` and unpacks them into `dir/root`; returns the
 /// headers directory. The top Makefile's include of the common half is
 /// pointed into `dir/root`.
-pub fn fetch_headers(release: &str, dir: &Path) -> Result<PathBuf> {
+fn fetch_headers(release: &str, dir: &Path) -> Result<PathBuf> {
     let top = format!("linux-headers-{release}");
     let mut packages = vec![top.clone()];
     packages.extend(depends(&apt_depends(&top)?, &["linux-headers-", "linux-kbuild-"]));
