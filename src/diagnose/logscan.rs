@@ -71,6 +71,23 @@ pub fn error_line(l: &str) -> Option<ErrorLine<'_>> {
     })
 }
 
+/// A makefile's own `$(error ...)`: `FILE:LINE: *** MESSAGE.  Stop.` (make's
+/// complaints without a FILE:LINE, `make[2]: *** DIR: No such file...`,
+/// are not).
+pub fn make_error(l: &str) -> Option<ErrorLine<'_>> {
+    let l = l.trim_end();
+    let (head, text) = l.split_once(": *** ")?;
+    let text = text.strip_suffix(".  Stop.")?;
+    let (file, line) = head.rsplit_once(':')?;
+    let line = line.parse().ok()?;
+    (!file.is_empty() && !file.contains(' ')).then_some(ErrorLine {
+        file,
+        line,
+        text,
+        whole: l,
+    })
+}
+
 /// A program the shell or make could not run, from lines such as
 /// `/bin/sh: 1: gcc: not found`, `make[2]: x86_64-linux-gnu-gcc-12: No such
 /// file or directory` or `bash: line 1: make: command not found`.
@@ -146,6 +163,16 @@ make: *** No rule to make target 'ipt_NETFLOW.ko'.  Stop.\n\
         assert!(s[1].command.starts_with("make -j2"));
         let cut = &LOG[..LOG.find("# exit code: 2").unwrap()];
         assert_eq!(sections(cut)[1].exit, None);
+    }
+
+    #[test]
+    fn finds_makefile_errors() {
+        let e =
+            make_error("/var/lib/dkms/g/1.0/build/Makefile:3: *** g 1.0 does not support kernel 6.12.  Stop.").unwrap();
+        assert_eq!(e.file, "/var/lib/dkms/g/1.0/build/Makefile");
+        assert_eq!((e.line, e.text), (3, "g 1.0 does not support kernel 6.12"));
+        assert!(make_error("make[2]: *** /lib/modules/K/build: No such file or directory.  Stop.").is_none());
+        assert!(make_error("make: *** [Makefile:10: all] Error 2").is_none());
     }
 
     #[test]

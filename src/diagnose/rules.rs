@@ -2,7 +2,7 @@
 //! show it, and what does it mean? Each returns a [`Diagnosis`] or None;
 //! [`super::classify`] tries them in order. Pure.
 
-use super::logscan::{compiler_program, compiler_version, error_line, missing_program, sections};
+use super::logscan::{compiler_program, compiler_version, error_line, make_error, missing_program, sections};
 use super::{Class, Diagnosis, Facts};
 use crate::kernel::distro::Family;
 
@@ -273,22 +273,29 @@ fn driver_file<'a>(file: &'a str, build_dir: &str) -> Option<&'a str> {
     (!file.starts_with('/') && !kernel.iter().any(|p| file.starts_with(p))).then(|| file.trim_start_matches("./"))
 }
 
-/// The driver's own source does not compile (or uses a symbol the kernel
-/// does not export): the kernel changed under it.
+/// The driver's own source does not compile, its own makefile refuses
+/// the kernel (`$(error ...)`), or it uses a symbol the kernel does not
+/// export: the kernel changed under it.
 pub fn driver_source(s: &Scan) -> Option<Diagnosis> {
     let k = s.f.kernel;
-    let first = s
-        .lines
-        .iter()
-        .filter_map(|l| error_line(l))
-        .find_map(|e| driver_file(e.file, s.f.build_dir).map(|rel| (e, rel)));
-    let (what, quote, file) = match first {
-        Some((e, rel)) => (
+    let own = |scan: fn(&str) -> Option<super::logscan::ErrorLine>| {
+        s.lines
+            .iter()
+            .filter_map(|l| scan(l))
+            .find_map(|e| driver_file(e.file, s.f.build_dir).map(|rel| (e, rel)))
+    };
+    let (what, quote, file) = match (own(error_line), own(make_error)) {
+        (Some((e, rel)), _) => (
             format!("its own source fails to compile: {rel}:{}: {}", e.line, e.text),
             e.whole.to_string(),
             Some(rel.to_string()),
         ),
-        None => {
+        (None, Some((e, rel))) => (
+            format!("its own {rel} refuses to build: {}", e.text),
+            e.whole.to_string(),
+            Some(rel.to_string()),
+        ),
+        (None, None) => {
             let u = s
                 .lines
                 .iter()

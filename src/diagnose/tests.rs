@@ -317,3 +317,27 @@ fn tool_packages_per_distribution() {
     assert_eq!(tool_package(Family::Arch, "make"), "make");
     assert_eq!(Family::Suse.install_command("gcc"), "zypper install gcc");
 }
+
+/// A driver whose own Makefile refuses the kernel with `$(error ...)`:
+/// the refusal is quoted, the class is the kernel's; the kernel's own
+/// makefiles refusing are not the driver's.
+#[test]
+fn a_makefile_refusing_the_kernel_is_quoted() {
+    let log = "make[1]: Entering directory '/usr/src/linux-headers-6.12.118+deb12-amd64'
+/var/lib/dkms/m/1.0/build/Makefile:4: *** m 1.0 does not support kernel 6.12: a newer version of the driver is needed.  Stop.
+make[1]: *** [/usr/src/linux-headers-6.12.118+deb12-common/Makefile:1970: /var/lib/dkms/m/1.0/build] Error 2
+make: *** [Makefile:10: all] Error 2
+";
+    let d = classify(&facts("m", "6.12", 10, log));
+    assert_eq!(d.class, Class::KernelUnsupported);
+    assert!(
+        d.reason
+            .contains("its own Makefile refuses to build: m 1.0 does not support kernel 6.12"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(d.file.as_deref(), Some("Makefile"));
+    assert!(d.quote[0].starts_with("/var/lib/dkms/m/1.0/build/Makefile:4: ***"));
+    let kernel = "/usr/src/linux-headers-6.12.118+deb12-common/Makefile:700: *** compiler too old.  Stop.\n";
+    assert_eq!(classify(&facts("m", "6.12", 10, kernel)).class, Class::Unknown);
+}

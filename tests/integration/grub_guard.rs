@@ -142,6 +142,8 @@ modsync add guardtest/1.0 && modsync install guardtest/1.0 -k {k0}"
     for want in [
         format!("guardtest missing for kernel {k1}, so GRUB keeps booting {k0}"),
         "guardtest: guardtest/1.0 failed to build".to_string(),
+        // the driver's own refusal, quoted from its Makefile
+        format!("its own Makefile refuses to build: guardtest 1.0 does not support kernel {k1}"),
         "choose it in the boot menu".to_string(),
     ] {
         assert!(note.contains(&want), "{want:?} in {note}");
