@@ -2,7 +2,7 @@
 //! command, output, exit code; see [`crate::build::makelog`]), compiler
 //! error lines with their file, programs the shell or make could not find,
 //! and the compiler version in a `--version` or CONFIG_CC_VERSION_TEXT
-//! line. Pure functions over text.
+//! line, and the script or package a step names. Pure functions over text.
 
 /// One step of a make.log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +124,26 @@ pub fn compiler_version(text: &str) -> Option<(&'static str, &str)> {
 /// The program a CONFIG_CC_VERSION_TEXT names (`x86_64-linux-gnu-gcc-12`).
 pub fn compiler_program(text: &str) -> Option<&str> {
     text.trim_matches('"').split_whitespace().next()
+}
+
+/// The script a build step ran: `configure` of `cd DIR/ && DIR/./configure --opts`.
+pub fn script_name(command: &str) -> &str {
+    let run = command.rsplit("&& ").next().unwrap_or(command);
+    let first = run.split_whitespace().next().unwrap_or(run);
+    first.rsplit('/').next().unwrap_or(first)
+}
+
+/// The first package an `apt-get install X` / `dnf install X` line names.
+pub fn install_suggestion(lines: &[&str]) -> Option<String> {
+    lines.iter().find_map(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "install")?;
+        let before = words[..at].last()?;
+        ["apt-get", "apt", "yum", "dnf", "zypper"]
+            .contains(before)
+            .then(|| words.get(at + 1).map(|p| p.to_string()))
+            .flatten()
+    })
 }
 
 #[cfg(test)]

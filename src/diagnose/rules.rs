@@ -2,7 +2,10 @@
 //! show it, and what does it mean? Each returns a [`Diagnosis`] or None;
 //! [`super::classify`] tries them in order. Pure.
 
-use super::logscan::{compiler_program, compiler_version, error_line, make_error, missing_program, sections};
+use super::logscan::{
+    compiler_program, compiler_version, error_line, install_suggestion, make_error, missing_program, script_name,
+    sections,
+};
 use super::{Class, Diagnosis, Facts};
 use crate::kernel::distro::Family;
 
@@ -382,24 +385,4 @@ pub fn unknown(s: &Scan) -> Diagnosis {
         .map(|l| l.trim().to_string())
         .collect();
     d
-}
-
-/// The script a build step ran: `configure` of `cd DIR/ && DIR/./configure --opts`.
-fn script_name(command: &str) -> &str {
-    let run = command.rsplit("&& ").next().unwrap_or(command);
-    let first = run.split_whitespace().next().unwrap_or(run);
-    first.rsplit('/').next().unwrap_or(first)
-}
-
-/// The first package an `apt-get install X` / `dnf install X` line names.
-fn install_suggestion(lines: &[&str]) -> Option<String> {
-    lines.iter().find_map(|l| {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        let at = words.iter().position(|w| *w == "install")?;
-        let before = words[..at].last()?;
-        ["apt-get", "apt", "yum", "dnf", "zypper"]
-            .contains(before)
-            .then(|| words.get(at + 1).map(|p| p.to_string()))
-            .flatten()
-    })
 }
