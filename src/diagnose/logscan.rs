@@ -2,7 +2,8 @@
 //! command, output, exit code; see [`crate::build::makelog`]), compiler
 //! error lines with their file, programs the shell or make could not find,
 //! and the compiler version in a `--version` or CONFIG_CC_VERSION_TEXT
-//! line, and the script or package a step names. Pure functions over text.
+//! line, makefiles' own `$(error ...)` lines, and the script or package a
+//! step names. Pure functions over text.
 
 /// One step of a make.log.
 #[derive(Debug, Clone, PartialEq, Eq)]
