@@ -35,11 +35,13 @@ pub struct BuildRecord {
     pub rebuild_on_depends: bool,
 }
 
+/// An absolute location under the module tree, as dkms.conf may write it
+/// (`/extra/`, `/kernel//drivers` are fine): nothing leads out of it.
 fn location_ok(l: &str) -> bool {
+    let mut parts = l.split('/').filter(|c| !c.is_empty()).peekable();
     l.starts_with('/')
-        && l[1..]
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(char::is_whitespace))
+        && parts.peek().is_some()
+        && parts.all(|c| c != "." && c != ".." && !c.contains(char::is_whitespace))
 }
 
 impl BuildRecord {
@@ -98,11 +100,23 @@ mod tests {
         };
         std::fs::write(d.path().join(FILE), to_json(&good)).unwrap();
         assert_eq!(read(d.path()), Some(good));
+        // as jool-dkms writes its DEST_MODULE_LOCATION
+        let slashed = BuildRecord {
+            modules: vec![BuiltModule {
+                declared_location: "/extra/".into(),
+                ..m("jool", "jool.ko", "/updates/dkms/")
+            }],
+            ..Default::default()
+        };
+        std::fs::write(d.path().join(FILE), to_json(&slashed)).unwrap();
+        assert_eq!(read(d.path()), Some(slashed));
         for bad in [
             m("../x", "../x.ko", "/updates"),
             m("foo", "bar.ko", "/updates"),
             m("foo", "foo.ko", "/updates/../../etc"),
             m("foo", "foo.ko", "updates"),
+            m("foo", "foo.ko", "/"),
+            m("foo", "foo.ko", "/updates/./x"),
         ] {
             let r = BuildRecord {
                 modules: vec![bad.clone()],
