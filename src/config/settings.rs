@@ -85,6 +85,13 @@ impl Compat {
         self == Compat::V34
     }
 
+    /// dkms 3.0 refuses to install a module whose version string equals
+    /// that of the same-named module already in the kernel's tree (both
+    /// unversioned included); dkms 3.1 refuses only the very same module.
+    pub fn refuses_same_version(self) -> bool {
+        self == Compat::V30
+    }
+
     /// dkms 3.0.13 added the `broken` state; before, a module whose source
     /// is gone counts as added (and stops `status` at its first build).
     pub fn broken_state(self) -> bool {

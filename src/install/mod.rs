@@ -42,6 +42,8 @@ pub struct Options {
     /// Move an in-kernel module of the same name aside (to restore it on
     /// uninstall) rather than leave it in place (dkms 3.0 on Debian/Ubuntu).
     pub archive_originals: bool,
+    /// Refuse a module whose version equals the existing one's (dkms 3.0).
+    pub refuse_same_version: bool,
 }
 
 /// What scripts need: the module's source directory (as dkms names it),
@@ -168,6 +170,7 @@ pub fn install(
             identical_files: found.len() == 1 && same_content(&found[0], &ours),
             force: o.force,
             force_version_override: o.force_version_override,
+            refuse_same_version: o.refuse_same_version,
         });
         match verdict {
             version_check::Verdict::Refuse(why) => {

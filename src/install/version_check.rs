@@ -1,8 +1,8 @@
 //! dkms's version sanity check before a module is installed: when the
 //! kernel's module tree (its own modules and those installed there, by
 //! modsync or dkms too) already holds one module of the same name whose
-//! version is newer than ours, or the very same module, ours is not
-//! installed unless `--force` (`--force-version-override` skips only the
+//! version is newer than ours, or the very same module (dkms 3.0: the same
+//! version string), ours is not installed unless `--force` (`--force-version-override` skips only the
 //! comparison). A module obsoleted by the kernel (OBSOLETE_BY) is refused
 //! too. Pure: the caller reads the modules.
 
@@ -27,6 +27,8 @@ pub struct Facts<'a> {
     pub identical_files: bool,
     pub force: bool,
     pub force_version_override: bool,
+    /// dkms 3.0: the same version string (srcversion aside) is refused too.
+    pub refuse_same_version: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +83,7 @@ pub fn check(f: &Facts) -> Verdict {
         )),
         Comparison::Identical => {
             let ours = f.ours.cloned().unwrap_or_default();
-            if !ours.version.is_empty() || !ours.srcversion.is_empty() || f.identical_files {
+            if f.refuse_same_version || !ours.version.is_empty() || !ours.srcversion.is_empty() || f.identical_files {
                 Verdict::Refuse(format!(
                     "{existing} is already installed ({}); use --force to install over it",
                     if ours.version.is_empty() { "an unversioned module".to_string() } else { format!("version {}", ours.version) }
@@ -90,6 +92,12 @@ pub fn check(f: &Facts) -> Verdict {
                 Verdict::Install
             }
         }
+        Comparison::SameVersion if f.refuse_same_version => Verdict::Refuse(format!(
+            "{} is not installed for kernel {}: its version ({}) is the same as that of {existing}, which stays (use --force to install it anyway)",
+            f.file,
+            f.kernel,
+            shown(&f.ours.map(|i| i.version.clone()).unwrap_or_default()),
+        )),
         Comparison::SameVersion | Comparison::FirstOlder | Comparison::Unknown => Verdict::Install,
     }
 }
@@ -116,6 +124,7 @@ mod tests {
             identical_files: false,
             force: false,
             force_version_override: false,
+            refuse_same_version: false,
         }
     }
 
@@ -147,6 +156,18 @@ mod tests {
         let mut f = facts(&one, Some(&unversioned), Some(&unversioned));
         f.identical_files = true;
         assert!(matches!(check(&f), Verdict::Refuse(m) if m.contains("unversioned")));
+        // dkms 3.0: the same version string is enough, unversioned included
+        // (gost-crypto's streebog_generic beside the kernel's own)
+        for (theirs, ours) in [(&v1, i("1.0", "other")), (&unversioned, i("", "other"))] {
+            let mut f = facts(&one, Some(theirs), Some(&ours));
+            f.refuse_same_version = true;
+            assert!(
+                matches!(check(&f), Verdict::Refuse(m) if m.contains("the same as")),
+                "{ours:?}"
+            );
+            f.force = true;
+            assert_eq!(check(&f), Verdict::Install);
+        }
         let mut f = facts(&one, Some(&v2), Some(&v1));
         f.force_version_override = true;
         assert_eq!(check(&f), Verdict::Install);

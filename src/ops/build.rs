@@ -128,6 +128,7 @@ pub fn execute(cx: &Cx, jobs: &[Job], sink: &dyn Sink) -> Record {
                 .settings
                 .compat
                 .archives_originals(&cx.distro.as_ref().map(|d| d.name.clone()).unwrap_or_default()),
+            refuse_same_version: cx.settings.compat.refuses_same_version(),
         },
         cache: cx.settings.cache.then(|| crate::cache::Cache {
             dir: cx.settings.cache_dir.clone(),
