@@ -40,12 +40,12 @@
 //! `MODSYNC_TEST_SECURITY_MIRROR` (default: the host's Debian sources, else
 //! deb.debian.org), `MODSYNC_TEST_KEEP=1` (keep the chroot).
 
-use crate::overlay_root::{appears_before, indent, q, tail, which, Checks, Outcome};
+use crate::overlay_root::{appears_before, host, indent, q, tail, which, Checks, Outcome};
 use crate::support::{require, require_root, test_kernels, CACHE};
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const TEST: &str = "apt::debian_package_in_a_chroot";
 const SUITE: &str = "bookworm";
@@ -512,21 +512,6 @@ fn make_log_paths(text: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------------------
 // host side: the .deb, the base tarball
-
-/// Runs a host command, stdout and stderr captured together.
-fn host(cmd: &mut Command) -> Outcome {
-    let desc = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
-    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-    output.push_str(&String::from_utf8_lossy(&out.stderr));
-    Outcome {
-        ok: out.status.success(),
-        output,
-    }
-}
 
 fn host_ok(cmd: &mut Command) -> String {
     let desc = format!("{cmd:?}");

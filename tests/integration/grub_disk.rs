@@ -48,7 +48,7 @@
 //! /var/cache/modsync-test/grub-disk (grub-pc with its dependencies and the
 //! test kernels' images, indexed).
 
-use crate::overlay_root::{indent, q, require_tools, tail, Outcome};
+use crate::overlay_root::{host, indent, q, require_tools, tail, Outcome};
 use crate::support::{require, require_root, test_kernels, CACHE};
 use std::cell::Cell;
 use std::env;
@@ -232,6 +232,20 @@ impl Disk {
             host_path.display(),
             indent(&tail(&out.output, 40))
         );
+    }
+
+    /// Boots the disk ([`boot`](Self::boot)) and asserts that it came up
+    /// on kernel `release` (`what` says why it should), quoting the
+    /// console's tail otherwise.
+    pub fn boots(&self, release: &str, what: &str) -> Booted {
+        let b = self.boot().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            b.release,
+            release,
+            "{what}; console:\n{}",
+            indent(&tail(&b.console, 40))
+        );
+        b
     }
 
     /// Boots the disk under qemu (TCG, BIOS, GRUB from the disk's MBR) and
@@ -576,21 +590,6 @@ fn release_loops(image: &Path) -> Option<String> {
     }
 }
 
-/// Runs a host command; its stdout and stderr.
-fn host(cmd: &mut Command) -> Outcome {
-    let desc = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
-    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-    output.push_str(&String::from_utf8_lossy(&out.stderr));
-    Outcome {
-        ok: out.status.success(),
-        output,
-    }
-}
-
 #[test]
 fn grub_boots_the_default_then_a_chosen_kernel() {
     require_root(TEST);
@@ -600,13 +599,7 @@ fn grub_boots_the_default_then_a_chosen_kernel() {
     let disk = Disk::new(TEST);
     eprintln!("[grub_disk] disk ready in {:.1}s", t0.elapsed().as_secs_f64());
 
-    let first = disk.boot().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        first.release,
-        new,
-        "a fresh disk boots the newest kernel; console:\n{}",
-        indent(&tail(&first.console, 40))
-    );
+    let first = disk.boots(new, "a fresh disk boots the newest kernel");
 
     let cfg = disk.must("read grub.cfg", "cat /boot/grub/grub.cfg");
     let default = grub_default_for(&cfg, old).unwrap_or_else(|e| panic!("{e}"));
@@ -624,13 +617,7 @@ fn grub_boots_the_default_then_a_chosen_kernel() {
     fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     disk.put(&hook, "/usr/local/sbin/boot-report.d/say-hello");
 
-    let second = disk.boot().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        second.release,
-        old,
-        "GRUB_DEFAULT={default} boots the older kernel; console:\n{}",
-        indent(&tail(&second.console, 40))
-    );
+    let second = disk.boots(old, &format!("GRUB_DEFAULT={default} boots the older kernel"));
     assert!(
         second
             .console

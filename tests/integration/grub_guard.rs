@@ -152,13 +152,7 @@ modsync add guardtest/1.0 && modsync install guardtest/1.0 -k {k0}"
         "the drop-in names K0's entry",
         &format!("grep -q 'gnulinux-{k0}-advanced' /etc/default/grub.d/zz-modsync-boot-guard.cfg"),
     );
-    let b = disk.boot().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        b.release,
-        k0,
-        "GRUB boots K0; console:\n{}",
-        indent(&tail(&b.console, 40))
-    );
+    let b = disk.boots(k0, "GRUB boots K0");
     assert!(
         b.console.contains(&format!("so GRUB keeps booting {k0}")),
         "the boot run says so on the console:\n{}",
@@ -176,13 +170,7 @@ modsync add guardtest/1.0 && modsync install guardtest/1.0 -k {k0}"
         indent(&o)
     );
     disk.must("no drop-in", "! test -e /etc/default/grub.d/zz-modsync-boot-guard.cfg");
-    let b = disk.boot().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        b.release,
-        k1,
-        "GRUB boots K1; console:\n{}",
-        indent(&tail(&b.console, 40))
-    );
+    let b = disk.boots(k1, "GRUB boots K1");
     assert!(!b.console.contains("boot guard"), "{}", indent(&tail(&b.console, 40)));
 
     // GRUB_DEFAULT=saved: the hold is the saved entry
@@ -199,13 +187,7 @@ modsync uninstall guardtest/1.1 -k {k1} 2>&1; grub-editenv /boot/grub/grubenv li
         indent(&o)
     );
     disk.must("no drop-in", "! test -e /etc/default/grub.d/zz-modsync-boot-guard.cfg");
-    let b = disk.boot().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        b.release,
-        k0,
-        "GRUB boots the saved K0; console:\n{}",
-        indent(&tail(&b.console, 40))
-    );
+    disk.boots(k0, "GRUB boots the saved K0");
     let o = disk.must(
         "lifted",
         &format!("modsync install guardtest/1.1 -k {k1} 2>&1; grub-editenv /boot/grub/grubenv list"),

@@ -298,6 +298,22 @@ createrepo_c -q /srv/rpms
     )
 }
 
+/// Runs a command on the host (not in a root), stdout and stderr captured
+/// together.
+pub fn host(cmd: &mut Command) -> Outcome {
+    let desc = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Outcome {
+        ok: out.status.success(),
+        output,
+    }
+}
+
 /// Shell: quotes a string for bash.
 pub fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
